@@ -1,0 +1,193 @@
+"""The ``pointsup`` command line: one subcommand per job, each a thin layer over the library.
+
+Imports happen inside the handlers so that ``pointsup simulate`` does not pay for loading
+PyTorch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Callable, Sequence
+
+
+class CommandError(Exception):
+    """An error to show the user as one line, without a traceback (exit status 2)."""
+
+
+def _fraction(text: str) -> float:
+    value = float(text)
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"expected a fraction in [0, 1], got {text}")
+    return value
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text}")
+    return value
+
+
+def version_output_path(output: Path, version: int, versions: int) -> Path:
+    """Where version ``version`` goes: ``output`` itself for a single version, else the
+    ``{version}`` placeholder filled in, else ``STEM_v{version}SUFFIX``."""
+    if "{version}" in str(output):
+        return Path(str(output).replace("{version}", str(version)))
+    if versions == 1:
+        return output
+    return output.with_name(f"{output.stem}_v{version}{output.suffix}")
+
+
+def _run_simulate(args: argparse.Namespace) -> None:
+    from pointsup.points.format import read_coco_json
+    from pointsup.points.sampling import BOUNDARY_BIAS_PRESETS, BoundaryBias
+    from pointsup.points.simulate import SimulationConfig, simulate_versions
+    from pointsup.utils.atomic import write_json_atomic
+
+    if args.oversample is not None or args.importance is not None:
+        preset = BOUNDARY_BIAS_PRESETS[args.boundary_bias] or BoundaryBias(3, 0.75)
+        bias = BoundaryBias(args.oversample or preset.oversample, preset.importance if args.importance is None else args.importance)
+    else:
+        bias = BOUNDARY_BIAS_PRESETS[args.boundary_bias]
+    try:
+        config = SimulationConfig(
+            num_points=args.num_points,
+            seed=args.seed,
+            compat=args.compat,
+            keep_masks=args.keep_masks,
+            label_noise=args.label_noise,
+            boundary_noise=args.boundary_noise,
+            boundary_bias=bias,
+        )
+    except ValueError as exc:
+        raise CommandError(str(exc)) from None
+    coco = read_coco_json(args.input)
+    all_statistics = {}
+    for result in simulate_versions(coco, config, args.versions, str(args.input), show_progress=not args.quiet, consume_input=True):
+        path = version_output_path(args.output, result.version, args.versions)
+        write_json_atomic(path, result.coco)
+        all_statistics[str(path)] = result.statistics.to_dict()
+        if not args.quiet:
+            print(f"wrote {path} (version {result.version})")
+            print(result.statistics.format_table())
+    if args.stats_json:
+        write_json_atomic(args.stats_json, all_statistics, indent=2)
+
+
+def _run_stats(args: argparse.Namespace) -> None:
+    import json
+
+    from pointsup.points.format import load_point_dataset
+    from pointsup.points.agreement import dataset_statistics
+
+    dataset = load_point_dataset(args.annotations)
+    masks = load_point_dataset(args.masks, require_points=False) if args.masks else None
+    statistics = dataset_statistics(dataset, masks)
+    print(json.dumps(statistics.to_dict(), indent=2) if args.json else statistics.format_table())
+
+
+def _run_synthetic(args: argparse.Namespace) -> None:
+    from pointsup.data.synthetic import generate_synthetic_dataset
+
+    try:
+        dataset = generate_synthetic_dataset(
+            args.output_dir,
+            num_images=args.images,
+            seed=args.seed,
+            image_size=args.image_size,
+            val_fraction=args.val_fraction,
+            show_progress=not args.quiet,
+        )
+    except ValueError as exc:
+        raise CommandError(str(exc)) from None
+    print(f"wrote {dataset.num_images} images with {dataset.num_instances} instances to {dataset.root}")
+    print(f"  train: {dataset.train_json}\n  val:   {dataset.val_json}")
+
+
+def _run_show(args: argparse.Namespace) -> None:
+    from pointsup.visualize import show_annotations
+
+    try:
+        path = show_annotations(args.annotations, args.images, args.output, image_ids=args.image_id, max_images=args.max_images)
+    except ValueError as exc:
+        raise CommandError(str(exc)) from None
+    print(f"wrote {path}")
+
+
+def _run_demo(args: argparse.Namespace) -> None:
+    from pointsup.demo import run_demo
+
+    run_demo(args.output, num_images=args.images, seed=args.seed)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="pointsup", description="Pointly-supervised instance segmentation.")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__import__('pointsup').__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    sim = commands.add_parser("simulate", help="add simulated P_N point annotations to a COCO file with masks")
+    sim.add_argument("input", type=Path, help="COCO instances JSON with masks (polygons or RLE)")
+    sim.add_argument("-o", "--output", type=Path, required=True, help="output JSON ({version} is replaced; with several versions _vK is added)")
+    sim.add_argument("--num-points", type=_positive_int, default=10, help="points per instance (default 10)")
+    sim.add_argument("--seed", type=int, default=12345, help="random seed (default 12345, the reference's)")
+    sim.add_argument("--versions", type=_positive_int, default=1, help="write K versions with different draws")
+    sim.add_argument("--keep-masks", action="store_true", help="keep the segmentation field in the output")
+    sim.add_argument("--compat", choices=["pointsup", "detectron2"], default="pointsup", help="'detectron2' reproduces the reference's files exactly")
+    sim.add_argument("--label-noise", type=_fraction, default=0.0, help="flip this fraction of all labels at random")
+    sim.add_argument("--boundary-noise", type=_fraction, default=0.0, help="flip this fraction of labels: the points closest to the mask boundary")
+    sim.add_argument("--boundary-bias", choices=["none", "mild", "heavy"], default="none", help="sample points biased toward the mask boundary")
+    sim.add_argument("--oversample", type=_positive_int, default=None, help="custom boundary bias: candidates per point")
+    sim.add_argument("--importance", type=_fraction, default=None, help="custom boundary bias: share of points taken near the boundary")
+    sim.add_argument("--stats-json", type=Path, default=None, help="also write the statistics as JSON")
+    sim.add_argument("-q", "--quiet", action="store_true", help="no progress bar or report")
+    sim.set_defaults(handler=_run_simulate)
+
+    stats = commands.add_parser("stats", help="statistics of a point annotation file")
+    stats.add_argument("annotations", type=Path, help="COCO JSON with point_coords/point_labels")
+    stats.add_argument("--masks", type=Path, default=None, help="COCO JSON with the true masks (same annotation ids), for agreement")
+    stats.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    stats.set_defaults(handler=_run_stats)
+
+    syn = commands.add_parser("synthetic", help="write a synthetic COCO instance segmentation dataset")
+    syn.add_argument("output_dir", type=Path)
+    syn.add_argument("--images", type=_positive_int, default=64, help="number of images (default 64)")
+    syn.add_argument("--seed", type=int, default=0)
+    syn.add_argument("--image-size", type=int, default=512, help="image side in pixels (default 512)")
+    syn.add_argument("--val-fraction", type=float, default=0.25, help="share of images in the validation split")
+    syn.add_argument("-q", "--quiet", action="store_true")
+    syn.set_defaults(handler=_run_synthetic)
+
+    show = commands.add_parser("show", help="draw boxes, masks and labelled points into a PNG")
+    show.add_argument("annotations", type=Path)
+    show.add_argument("--images", type=Path, required=True, help="folder the file_name entries are relative to")
+    show.add_argument("-o", "--output", type=Path, required=True, help="output PNG")
+    show.add_argument("--image-id", type=int, action="append", default=None, help="image id to draw (repeatable; default: the first images)")
+    show.add_argument("--max-images", type=_positive_int, default=4, help="images in the grid when no --image-id is given")
+    show.set_defaults(handler=_run_show)
+
+    demo = commands.add_parser("demo", help="the end-to-end demo on synthetic data")
+    demo.add_argument("--output", type=Path, default=Path("demo_output"))
+    demo.add_argument("--images", type=_positive_int, default=48)
+    demo.add_argument("--seed", type=int, default=0)
+    demo.set_defaults(handler=_run_demo)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``pointsup`` console script. Returns the exit status."""
+    from pointsup.points.format import PointFormatError
+
+    args = build_parser().parse_args(argv)
+    handler: Callable[[argparse.Namespace], None] = args.handler
+    try:
+        handler(args)
+    except (CommandError, PointFormatError, FileNotFoundError) as exc:
+        print(f"pointsup {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,71 @@
+"""Atomic file output: a reader never sees a half-written file.
+
+Every writer in pointsup goes through :func:`atomic_write`: the content is written to a
+temporary file in the destination folder, flushed to disk, and renamed over the destination
+in one step (``os.replace``). If anything fails before the rename, the destination is left
+exactly as it was and the temporary file is removed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from pathlib import Path
+from typing import IO, Any, Iterator
+
+import msgspec
+
+
+@contextlib.contextmanager
+def atomic_write(path: str | os.PathLike[str], mode: str = "w", encoding: str | None = "utf-8") -> Iterator[IO[Any]]:
+    """Open a temporary file beside ``path``; on clean exit, rename it to ``path``.
+
+    Args:
+        path: the destination file. Its parent folder is created if missing.
+        mode: ``"w"`` (text) or ``"wb"`` (binary).
+        encoding: text encoding (ignored for binary mode).
+    """
+    if mode not in ("w", "wb"):
+        raise ValueError(f"atomic_write supports modes 'w' and 'wb', not {mode!r}")
+    destination = Path(path)
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{destination.name}.", suffix=".tmp", dir=destination.parent)
+    try:
+        with os.fdopen(fd, mode, encoding=None if "b" in mode else encoding) as handle:
+            yield handle
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp_name, destination)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp_name)
+        raise
+
+
+def _encode_extra(obj: Any) -> Any:
+    """JSON form of objects msgspec does not know: NumPy arrays and scalars become lists and numbers."""
+    if hasattr(obj, "tolist"):
+        return obj.tolist()
+    raise TypeError(f"cannot write an object of type {type(obj).__name__} as JSON")
+
+
+_ENCODER = msgspec.json.Encoder(enc_hook=_encode_extra)
+
+
+def encode_json(data: Any, indent: int | None = None) -> bytes:
+    """Serialise ``data`` to JSON bytes (msgspec: an order of magnitude faster than :mod:`json`
+    on COCO-sized files). NumPy arrays and scalars are written as lists and numbers."""
+    payload = _ENCODER.encode(data)
+    return msgspec.json.format(payload, indent=indent) if indent else payload
+
+
+def write_json_atomic(path: str | os.PathLike[str], data: Any, indent: int | None = None) -> None:
+    """Serialise ``data`` as JSON into ``path`` atomically (see :func:`encode_json`)."""
+    write_bytes_atomic(path, encode_json(data, indent))
+
+
+def write_bytes_atomic(path: str | os.PathLike[str], payload: bytes) -> None:
+    """Write ``payload`` into ``path`` atomically."""
+    with atomic_write(path, "wb") as handle:
+        handle.write(payload)
