@@ -83,10 +83,23 @@ def mask_values_at_pixels(
         try:
             masks = RunLengthMasks.from_runs(flat_runs, np.array(starts), np.array(heights), np.array(widths))
         except SegmentationError:
-            masks = None
+            # Find the culprits one by one; the valid ones are read below as a smaller batch.
+            valid = []
             for k, i in enumerate(rle_index):
-                problems[i] = "malformed uncompressed RLE (negative counts, or counts not summing to height*width)"
-            rle_index = []
+                try:
+                    RunLengthMasks.from_runs(np.array(runs[k]), np.array([0, len(runs[k])]), np.array([heights[k]]), np.array([widths[k]]))
+                    valid.append(k)
+                except SegmentationError:
+                    problems[i] = "malformed uncompressed RLE (negative counts, or counts not summing to height*width)"
+            rle_index = [rle_index[k] for k in valid]
+            kept_runs = [runs[k] for k in valid]
+            lengths = np.array([len(r) for r in kept_runs], dtype=np.int64)
+            masks = RunLengthMasks.from_runs(
+                np.fromiter(chain.from_iterable(kept_runs), dtype=np.int64, count=int(lengths.sum())),
+                np.concatenate(([0], np.cumsum(lengths))),
+                np.array([heights[k] for k in valid], dtype=np.int64),
+                np.array([widths[k] for k in valid], dtype=np.int64),
+            ) if valid else None
     if masks is not None:
         index = np.array(rle_index)
         owner = np.repeat(np.arange(len(index)), n)

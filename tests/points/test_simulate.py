@@ -275,3 +275,15 @@ def test_compat_mode_reports_a_box_reaching_outside_its_image():
     # the default mode clips the box to the image instead
     ann = simulate(coco, SimulationConfig(num_points=200)).coco["annotations"][0]
     assert np.asarray(ann["point_coords"])[:, 0].max() <= 19
+
+
+def test_one_broken_rle_among_valid_ones_is_the_only_one_reported():
+    coco, _ = square_dataset([2, 2, 10, 10], (20, 20))
+    good = {"size": [20, 20], "counts": [100, 300]}
+    coco["annotations"][0]["segmentation"] = good
+    for k in range(3):
+        coco["annotations"].append({**coco["annotations"][0], "id": 100 + k, "segmentation": dict(good)})
+    coco["annotations"][2]["segmentation"] = {"size": [20, 20], "counts": [100, -5, 305]}
+    with pytest.raises(PointFormatError) as error:
+        simulate(coco)
+    assert error.value.problems == ["annotation id 101: malformed uncompressed RLE (negative counts, or counts not summing to height*width)"]
