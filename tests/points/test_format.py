@@ -681,3 +681,20 @@ def test_property_save_load_round_trips_exactly(coco: dict[str, Any]) -> None:
         assert inst.point_labels.tolist() == original["point_labels"]
         assert inst.bbox_xywh.tolist() == original["bbox"]  # floats survive exactly
         assert all(math.isfinite(v) for v in inst.bbox_xywh)
+
+
+def test_other_fields_survive_a_round_trip(tmp_path: Path) -> None:
+    coco = make_coco()
+    coco["categories"][0]["supercategory"] = "animal"
+    coco["images"][0]["license"] = 3
+    coco["annotations"][0]["area"] = 12.5
+    coco["annotations"][0]["attributes"] = {"occluded": True}
+    source = tmp_path / "in.json"
+    source.write_text(json.dumps(coco))
+    target = tmp_path / "out.json"
+    save_point_dataset(load_point_dataset(source), target)
+    written = json.loads(target.read_text())
+    assert written["categories"][0]["supercategory"] == "animal"
+    assert written["images"][0]["license"] == 3
+    assert written["annotations"][0]["area"] == 12.5
+    assert written["annotations"][0]["attributes"] == {"occluded": True}
