@@ -378,7 +378,9 @@ def _check_coco(data: dict[str, Any], source: str, require_points: bool) -> _Che
         raise PointFormatError(source, problems + ["'annotations' must be a list"])
 
     rows: list[int] = []
-    row_images: list[ImageRecord] = []
+    row_positions: list[int] = []  # index of each row's image in ``image_list``
+    image_list = list(images.values())
+    position_of = {image_id: k for k, image_id in enumerate(images)}
     seen_ids: set[Any] = set()
     required = ("id", "image_id", "category_id", "bbox")
     for index, ann in enumerate(annotations):
@@ -396,23 +398,22 @@ def _check_coco(data: dict[str, Any], source: str, require_points: bool) -> _Che
             problems.append(f"{_annotation_name(ann, index)}: duplicate annotation id")
             continue
         seen_ids.add(ann["id"])
-        image = images.get(ann["image_id"])
-        if image is None:
+        position = position_of.get(ann["image_id"])
+        if position is None:
             problems.append(f"{_annotation_name(ann, index)}: unknown image_id {ann['image_id']!r}")
             continue
         if ann["category_id"] not in category_ids:
             problems.append(f"{_annotation_name(ann, index)}: unknown category_id {ann['category_id']!r}")
             continue
         rows.append(index)
-        row_images.append(image)
+        row_positions.append(position)
 
-    sizes_wh = np.array([(image.width, image.height) for image in images.values()], dtype=np.int64).reshape(-1, 2)
-    position = {image_id: k for k, image_id in enumerate(images)}
-    row_sizes = sizes_wh[[position[image.id] for image in row_images]] if rows else np.zeros((0, 2), np.int64)
+    sizes_wh = np.array([(image.width, image.height) for image in image_list], dtype=np.int64).reshape(-1, 2)
+    row_sizes = sizes_wh[np.array(row_positions, dtype=np.int64)] if rows else np.zeros((0, 2), np.int64)
     box_ok = _validate_boxes([annotations[i]["bbox"] for i in rows], row_sizes)
     for k in np.flatnonzero(~box_ok):
         ann = annotations[rows[k]]
-        problems.append(f"{_annotation_name(ann, rows[k])}: {_describe_box_problem(ann['bbox'], row_images[k])}")
+        problems.append(f"{_annotation_name(ann, rows[k])}: {_describe_box_problem(ann['bbox'], image_list[row_positions[k]])}")
     points: dict[int, tuple[np.ndarray, np.ndarray]] = {}
     kept: list[int] = []
     for k, index in enumerate(rows):
@@ -421,7 +422,7 @@ def _check_coco(data: dict[str, Any], source: str, require_points: bool) -> _Che
         ann = annotations[index]
         has_points = "point_coords" in ann or "point_labels" in ann
         if not ann.get("iscrowd", 0) and (require_points or has_points):
-            checked = _validate_points(ann, row_images[k], problems, _annotation_name(ann, index))
+            checked = _validate_points(ann, image_list[row_positions[k]], problems, _annotation_name(ann, index))
             if checked is None:
                 continue
             points[index] = checked

@@ -30,6 +30,36 @@ def _is_uncompressed_rle(segmentation: Any) -> bool:
     return isinstance(segmentation, dict) and isinstance(segmentation.get("counts"), list) and isinstance(segmentation.get("size"), list)
 
 
+def masks_as_runs(segmentations: Sequence[Any], sizes_hw: np.ndarray) -> tuple[list[int], RunLengthMasks | None, dict[int, str]]:
+    """Convert any segmentations to one run-length batch through pycocotools.
+
+    Args:
+        segmentations: ``A`` COCO ``segmentation`` values (None when absent).
+        sizes_hw: ``(A, 2)`` image ``[height, width]`` of each.
+
+    Returns:
+        converted: the indices that converted, in order (mask ``k`` of the batch is
+            ``segmentations[converted[k]]``).
+        masks: their batch (None when none converted).
+        problems: index to a message for each segmentation that could not be used.
+    """
+    converted, rles, problems = [], [], {}
+    for i, segmentation in enumerate(segmentations):
+        try:
+            if segmentation is None:
+                raise SegmentationError("has no segmentation (simulation reads labels from masks)")
+            rle = segmentation_to_rle(segmentation, int(sizes_hw[i][0]), int(sizes_hw[i][1]))
+            if list(rle["size"]) != list(sizes_hw[i]):
+                raise SegmentationError(f"mask size {list(rle['size'])} differs from its image's {list(map(int, sizes_hw[i]))}")
+            RunLengthMasks.from_rles([rle])
+        except SegmentationError as exc:
+            problems[i] = str(exc).replace("RLE 0 of the batch", "its RLE")
+            continue
+        converted.append(i)
+        rles.append(rle)
+    return converted, (RunLengthMasks.from_rles(rles) if rles else None), problems
+
+
 def mask_values_at_pixels(
     segmentations: Sequence[Any], sizes_hw: np.ndarray, pixels: np.ndarray
 ) -> tuple[np.ndarray, dict[int, str]]:
@@ -107,21 +137,10 @@ def mask_values_at_pixels(
         values[index] = masks.values_at(owner, flat[:, 0], flat[:, 1]).reshape(-1, n)
 
     # Compressed RLEs and unusual polygons: convert with pycocotools (as the reference does).
-    converted_index, rles = [], []
-    for i in other_index:
-        try:
-            rle = segmentation_to_rle(segmentations[i], int(sizes_hw[i, 0]), int(sizes_hw[i, 1]))
-            if list(rle["size"]) != sizes_hw[i].tolist():
-                raise SegmentationError(f"mask size {list(rle['size'])} differs from its image's {sizes_hw[i].tolist()}")
-            RunLengthMasks.from_rles([rle])
-        except SegmentationError as exc:
-            problems[i] = str(exc).replace("RLE 0 of the batch", "its RLE")
-            continue
-        converted_index.append(i)
-        rles.append(rle)
+    converted_index, masks, bad = masks_as_runs([segmentations[i] for i in other_index], sizes_hw[other_index])
+    problems.update({other_index[k]: message for k, message in bad.items()})
     if converted_index:
-        index = np.array(converted_index)
-        masks = RunLengthMasks.from_rles(rles)
+        index = np.array([other_index[k] for k in converted_index])
         owner = np.repeat(np.arange(len(index)), n)
         flat = pixels[index].reshape(-1, 2)
         values[index] = masks.values_at(owner, flat[:, 0], flat[:, 1]).reshape(-1, n)

@@ -23,9 +23,8 @@ from typing import Any, Iterator
 import numpy as np
 
 from pointsup.points.format import PointFormatError, check_coco
-from pointsup.points.mask_lookup import mask_values_at_pixels
+from pointsup.points.mask_lookup import mask_values_at_pixels, masks_as_runs
 from pointsup.points.noise import flip_labels_near_boundary, flip_random_labels
-from pointsup.points.rle import RunLengthMasks, SegmentationError, segmentation_to_rle
 from pointsup.points.sampling import (
     BoundaryBias,
     boundary_biased_pixels,
@@ -115,43 +114,6 @@ def sample_uniform_pixels(coco: dict, num_points: int, seed: int = DEFAULT_SEED,
     unit = rng.random((len(indices), num_points, 2))
     pixels = pixels_from_unit_draws(unit, clip_boxes_to_images(boxes, sizes), sizes)
     return {coco["annotations"][i]["id"]: pixels[k] for k, i in enumerate(indices)}
-
-
-class _MaskChunk:
-    """The masks of a run of annotations, as one run-length batch."""
-
-    def __init__(self, coco: dict, indices: np.ndarray, sizes: np.ndarray, source: str):
-        annotations = coco["annotations"]
-        rles, problems = [], []
-        for k, i in enumerate(indices):
-            ann = annotations[i]
-            height, width = (int(v) for v in sizes[k])
-            try:
-                if "segmentation" not in ann:
-                    raise SegmentationError("has no segmentation (simulation reads labels from masks)")
-                rle = segmentation_to_rle(ann["segmentation"], height, width)
-                if list(rle["size"]) != [height, width]:
-                    raise SegmentationError(f"mask size {list(rle['size'])} differs from its image's {[height, width]}")
-                rles.append(rle)
-            except SegmentationError as exc:
-                problems.append(f"annotation id {ann.get('id')!r}: {exc}")
-        if not problems:
-            try:
-                self.masks = RunLengthMasks.from_rles(rles)
-            except SegmentationError:
-                problems = self._find_broken(rles, [annotations[i] for i in indices])
-        if problems:
-            raise PointFormatError(source, problems)
-
-    @staticmethod
-    def _find_broken(rles: list[dict], annotations: list[dict]) -> list[str]:
-        problems = []
-        for rle, ann in zip(rles, annotations):
-            try:
-                RunLengthMasks.from_rles([rle])
-            except SegmentationError as exc:
-                problems.append(f"annotation id {ann.get('id')!r}: malformed RLE ({str(exc).replace('RLE 0 of the batch', 'it')})")
-        return problems
 
 
 def _check_inside_images(pixels: np.ndarray, sizes: np.ndarray, annotations: list[dict], indices: np.ndarray, source: str) -> None:
@@ -258,6 +220,7 @@ def _labels_and_distances(coco: dict, indices: np.ndarray, sizes: np.ndarray, bo
                           candidates: np.ndarray | None, orders: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
     """Labels and boundary distances (slower: rasterises each box). With boundary bias, first
     replaces ``pixels`` (in place) by the boundary-biased choice from ``candidates``."""
+    annotations = coco["annotations"]
     bias = config.boundary_bias
     n = pixels.shape[1]
     labels = np.zeros(pixels.shape[:2], dtype=np.int64)
@@ -265,7 +228,10 @@ def _labels_and_distances(coco: dict, indices: np.ndarray, sizes: np.ndarray, bo
     chunks = range(0, len(indices), config.chunk_size)
     for start in progress(chunks, total=len(chunks), desc=f"simulate v{version}", unit="chunk", enabled=show_progress):
         stop = min(start + config.chunk_size, len(indices))
-        masks = _MaskChunk(coco, indices[start:stop], sizes[start:stop], source).masks
+        segmentations = [annotations[i].get("segmentation") for i in indices[start:stop]]
+        _, masks, bad = masks_as_runs(segmentations, sizes[start:stop])
+        if bad:
+            raise PointFormatError(source, [f"annotation id {annotations[indices[start + k]].get('id')!r}: {message}" for k, message in sorted(bad.items())])
         for k in range(start, stop):
             if bias is not None:
                 num_candidates = bias.oversample * n

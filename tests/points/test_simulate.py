@@ -287,3 +287,10 @@ def test_one_broken_rle_among_valid_ones_is_the_only_one_reported():
     with pytest.raises(PointFormatError) as error:
         simulate(coco)
     assert error.value.problems == ["annotation id 101: malformed uncompressed RLE (negative counts, or counts not summing to height*width)"]
+
+
+def test_boundary_options_report_broken_masks_too():
+    coco, _ = square_dataset([2, 2, 10, 10], (20, 20))
+    del coco["annotations"][0]["segmentation"]
+    with pytest.raises(PointFormatError, match="annotation id 7: has no segmentation"):
+        simulate(coco, SimulationConfig(boundary_noise=0.1))
