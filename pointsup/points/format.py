@@ -24,7 +24,7 @@ import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import msgspec
 import numpy as np
@@ -487,7 +487,3 @@ def save_point_dataset(dataset: PointDataset, path: str | os.PathLike[str]) -> N
     """Write ``dataset`` as COCO JSON, atomically."""
     write_json_atomic(path, dataset.to_coco())
 
-
-def iter_point_instances(dataset: PointDataset) -> Iterable[PointInstance]:
-    """The non-crowd instances (the ones with points)."""
-    return (inst for inst in dataset.instances if not inst.is_crowd)
