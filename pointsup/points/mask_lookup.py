@@ -30,6 +30,13 @@ def _is_uncompressed_rle(segmentation: Any) -> bool:
     return isinstance(segmentation, dict) and isinstance(segmentation.get("counts"), list) and isinstance(segmentation.get("size"), list)
 
 
+def _flatten_pixels(pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(A, N, 2)`` pixels to ``(A * N,)`` owner index, x and y."""
+    count, n = pixels.shape[:2]
+    flat = pixels.reshape(-1, 2)
+    return np.repeat(np.arange(count), n), flat[:, 0], flat[:, 1]
+
+
 def masks_as_runs(segmentations: Sequence[Any], sizes_hw: np.ndarray) -> tuple[list[int], RunLengthMasks | None, dict[int, str]]:
     """Convert any segmentations to one run-length batch through pycocotools.
 
@@ -91,9 +98,8 @@ def mask_values_at_pixels(
     if polygon_index:
         index = np.array(polygon_index)
         batch = PolygonBatch.from_segmentations([segmentations[i] for i in polygon_index])
-        owner = np.repeat(np.arange(len(index)), n)
-        flat = pixels[index].reshape(-1, 2)
-        values[index] = polygon_values_at(batch, sizes_hw[index, 0], owner, flat[:, 0], flat[:, 1]).reshape(-1, n)
+        owner, x, y = _flatten_pixels(pixels[index])
+        values[index] = polygon_values_at(batch, sizes_hw[index, 0], owner, x, y).reshape(-1, n)
 
     rle_index, runs, starts, heights, widths = [], [], [0], [], []
     for i in uncompressed_index:
@@ -132,16 +138,12 @@ def mask_values_at_pixels(
             ) if valid else None
     if masks is not None:
         index = np.array(rle_index)
-        owner = np.repeat(np.arange(len(index)), n)
-        flat = pixels[index].reshape(-1, 2)
-        values[index] = masks.values_at(owner, flat[:, 0], flat[:, 1]).reshape(-1, n)
+        values[index] = masks.values_at(*_flatten_pixels(pixels[index])).reshape(-1, n)
 
     # Compressed RLEs and unusual polygons: convert with pycocotools (as the reference does).
     converted_index, masks, bad = masks_as_runs([segmentations[i] for i in other_index], sizes_hw[other_index])
     problems.update({other_index[k]: message for k, message in bad.items()})
     if converted_index:
         index = np.array([other_index[k] for k in converted_index])
-        owner = np.repeat(np.arange(len(index)), n)
-        flat = pixels[index].reshape(-1, 2)
-        values[index] = masks.values_at(owner, flat[:, 0], flat[:, 1]).reshape(-1, n)
+        values[index] = masks.values_at(*_flatten_pixels(pixels[index])).reshape(-1, n)
     return values, problems
