@@ -119,7 +119,42 @@ def _run_show(args: argparse.Namespace) -> None:
 def _run_demo(args: argparse.Namespace) -> None:
     from pointsup.demo import run_demo
 
-    run_demo(args.output, num_images=args.images, seed=args.seed)
+    run_demo(args.output, num_images=args.images, seed=args.seed, iterations=args.iterations)
+
+
+def _overrides_and_config(args: argparse.Namespace):
+    from pointsup.engine.config import load_config
+
+    return load_config(args.config, args.overrides)
+
+
+def _run_train(args: argparse.Namespace) -> None:
+    from pointsup.engine.distributed import launch
+    from pointsup.engine.trainer import train_main
+
+    config = _overrides_and_config(args)
+    output = str(args.output or config.output_dir)
+    if args.num_gpus > 1:
+        launch(train_main, args.num_gpus, (config, output, args.resume))
+    else:
+        train_main(config, output, args.resume)
+
+
+def _run_eval(args: argparse.Namespace) -> None:
+    from pointsup.engine.evaluate_main import evaluate_checkpoint
+    from pointsup.evaluation.coco_evaluator import format_ap_table, format_per_category_table
+
+    config = _overrides_and_config(args)
+    results = evaluate_checkpoint(config, args.weights, args.output)
+    if results:
+        print(format_ap_table(results, title=f"{args.weights}"))
+        print(format_per_category_table(results))
+
+
+def _run_predict(args: argparse.Namespace) -> None:
+    from pointsup.engine.predict_main import predict_to_folder
+
+    predict_to_folder(args.weights, args.images, args.output, args.score_threshold, args.device, args.config)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -169,21 +204,72 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = commands.add_parser("demo", help="the end-to-end demo on synthetic data")
     demo.add_argument("--output", type=Path, default=Path("demo_output"))
-    demo.add_argument("--images", type=_positive_int, default=48)
+    demo.add_argument("--images", type=_positive_int, default=96, help="synthetic images (default 96)")
+    demo.add_argument("--iterations", type=_positive_int, default=None, help="training iterations (default: the CPU recipe's)")
     demo.add_argument("--seed", type=int, default=0)
     demo.set_defaults(handler=_run_demo)
+
+    train = commands.add_parser("train", help="train a model (torchrun-compatible; --num-gpus N spawns N local processes)")
+    train.add_argument("config", type=Path, help="YAML config (see configs/)")
+    train.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="dotted config overrides, e.g. solver.base_lr=0.01")
+    train.add_argument("--output", type=Path, default=None, help="output folder (default: the config's output_dir)")
+    train.add_argument("--resume", action="store_true", help="continue from the last checkpoint in the output folder")
+    train.add_argument("--num-gpus", type=_positive_int, default=1, help="local processes to launch (one per GPU)")
+    train.set_defaults(handler=_run_train)
+
+    evaluate = commands.add_parser("eval", help="COCO box and mask AP of a checkpoint on the config's validation set")
+    evaluate.add_argument("config", type=Path)
+    evaluate.add_argument("overrides", nargs="*", metavar="KEY=VALUE")
+    evaluate.add_argument("--weights", type=Path, required=True, help="checkpoint to evaluate")
+    evaluate.add_argument("--output", type=Path, default=None, help="folder for the results and metrics JSON")
+    evaluate.set_defaults(handler=_run_eval)
+
+    predict = commands.add_parser("predict", help="predict instances in images: COCO results JSON and PNG overlays")
+    predict.add_argument("images", type=Path, nargs="+", help="image files")
+    predict.add_argument("--weights", type=Path, required=True, help="checkpoint written by `pointsup train`")
+    predict.add_argument("-o", "--output", type=Path, default=Path("predictions"), help="output folder")
+    predict.add_argument("--score-threshold", type=_fraction, default=0.5, help="drop detections below this score")
+    predict.add_argument("--config", type=Path, default=None, help="use this config instead of the checkpoint's")
+    predict.add_argument("--device", default="auto")
+    predict.set_defaults(handler=_run_predict)
+
+    from pointsup.annotator.cli import add_annotate_parser
+
+    add_annotate_parser(commands)
     return parser
+
+
+#: Errors shown as one line without a traceback: (module, class name). A module that was never
+#: imported cannot have raised its error, so only loaded modules are consulted.
+_USER_ERRORS = (
+    ("pointsup.engine.config", "ConfigError"),
+    ("pointsup.engine.checkpoint", "CheckpointError"),
+    ("pointsup.engine.trainer", "TrainingDiverged"),
+    ("pointsup.engine.distributed", "LaunchError"),
+    ("pointsup.data.dataset", "ImageReadError"),
+    ("pointsup.data.dataset", "ImageSizeError"),
+    ("pointsup.data.dataset", "AnnotationError"),
+)
+
+
+def _user_error_types() -> tuple[type[BaseException], ...]:
+    from pointsup.points.format import PointFormatError
+
+    types: list[type[BaseException]] = [CommandError, PointFormatError, FileNotFoundError]
+    for module_name, class_name in _USER_ERRORS:
+        module = sys.modules.get(module_name)
+        if module is not None and hasattr(module, class_name):
+            types.append(getattr(module, class_name))
+    return tuple(types)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``pointsup`` console script. Returns the exit status."""
-    from pointsup.points.format import PointFormatError
-
     args = build_parser().parse_args(argv)
     handler: Callable[[argparse.Namespace], None] = args.handler
     try:
         handler(args)
-    except (CommandError, PointFormatError, FileNotFoundError) as exc:
+    except _user_error_types() as exc:
         print(f"pointsup {args.command}: error: {exc}", file=sys.stderr)
         return 2
     return 0

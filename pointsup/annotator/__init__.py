@@ -1,0 +1,1 @@
+"""The point-labelling web tool (``pointsup annotate``)."""

@@ -1,0 +1,107 @@
+"""From a :class:`~pointsup.engine.config.Config` to datasets, transforms and a model."""
+
+from __future__ import annotations
+
+
+import torch
+
+from pointsup.data.dataset import ImageReadError, InstanceDataset
+from pointsup.data.transforms import Compose, build_test_transforms, build_train_transforms
+from pointsup.engine.config import Config, ConfigError
+from pointsup.modeling.build import build_model
+from pointsup.modeling.mask_rcnn import MaskRCNN
+from pointsup.modeling.weights import load_model_weights
+
+
+def resolve_device(name: str) -> torch.device:
+    """``"auto"`` → CUDA when available, else CPU; other names as given."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"device {name!r} requested but CUDA is not available")
+    return device
+
+
+def _require(value: str | None, key: str) -> str:
+    if not value:
+        raise ConfigError(f"{key} is not set (give it in the config file or as {key}=...)")
+    return value
+
+
+def check_images_exist(dataset: InstanceDataset) -> None:
+    """Fail before training starts, rather than hours in, when image files are missing.
+
+    Raises:
+        ImageReadError: naming the missing files (the first ten) and how many there are.
+    """
+    missing = [dataset.image_path(i) for i in range(len(dataset)) if not dataset.image_path(i).is_file()]
+    if missing:
+        listed = ", ".join(str(p) for p in missing[:10])
+        raise ImageReadError(f"{len(missing)} of the {len(dataset)} images of {dataset.source} are missing: {listed}"
+                             + (" ..." if len(missing) > 10 else ""))
+
+
+def build_train_dataset(config: Config) -> InstanceDataset:
+    """The training set with the targets the supervision needs (all image files checked to exist)."""
+    data = config.data
+    dataset = InstanceDataset(_require(data.train_json, "data.train_json"), _require(data.train_images, "data.train_images"),
+                              supervision=config.supervision, filter_empty=data.filter_empty)
+    check_images_exist(dataset)
+    return dataset
+
+
+def build_val_dataset(config: Config) -> InstanceDataset | None:
+    """The evaluation images (None when no ``data.val_json`` is configured)."""
+    data = config.data
+    if not data.val_json:
+        return None
+    return InstanceDataset(data.val_json, _require(data.val_images, "data.val_images"), supervision="none",
+                           filter_empty=False, with_targets=False)
+
+
+def train_transforms(config: Config) -> Compose:
+    data = config.data
+    return build_train_transforms(
+        data.min_size_train, data.max_size_train, data.min_size_train_sampling, data.flip_prob,
+        crop={"enabled": data.crop_enabled, "crop_type": data.crop_type, "crop_size": data.crop_size},
+        lsj={"enabled": data.lsj_enabled, "output_size": data.lsj_output_size, "min_scale": data.lsj_min_scale,
+             "max_scale": data.lsj_max_scale},
+        sample_points=data.sample_points,
+    )
+
+
+def test_transforms(config: Config) -> Compose:
+    return build_test_transforms(config.data.min_size_test, config.data.max_size_test)
+
+
+test_transforms.__test__ = False  # type: ignore[attr-defined]  # not a pytest test
+
+
+def num_classes_for(config: Config, dataset: InstanceDataset | None) -> int:
+    """``model.num_classes``, or the dataset's category count; they must agree when both exist."""
+    if config.model.num_classes is not None:
+        if dataset is not None and dataset.num_classes != config.model.num_classes:
+            raise ConfigError(f"model.num_classes is {config.model.num_classes} but {dataset.source} has "
+                              f"{dataset.num_classes} categories")
+        return config.model.num_classes
+    if dataset is None:
+        raise ConfigError("model.num_classes is not set and there is no training set to take it from")
+    return dataset.num_classes
+
+
+def model_from_config(config: Config, num_classes: int, label_to_category_id: list[int] | None = None) -> MaskRCNN:
+    """The model of ``config.model``, with ``model.weights`` loaded when set."""
+    model = build_model(config.model, num_classes, config.supervision)
+    if config.model.weights:
+        load_model_weights(model, config.model.weights, label_to_category_id)
+    return model
+
+
+def check_same_categories(train: InstanceDataset, val: InstanceDataset | None) -> None:
+    """Training and evaluation must share categories (same ids), or labels would be misread."""
+    if val is not None and val.label_to_category_id != train.label_to_category_id:
+        raise ConfigError(f"category ids differ between {train.source} ({train.label_to_category_id[:10]}...) and "
+                          f"{val.source} ({val.label_to_category_id[:10]}...)")
+
+

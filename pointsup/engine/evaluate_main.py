@@ -1,0 +1,32 @@
+"""``pointsup eval``: COCO AP of a checkpoint on the configured validation set."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pointsup.engine.builders import build_val_dataset, test_transforms
+from pointsup.engine.checkpoint import load
+from pointsup.engine.config import Config, ConfigError
+from pointsup.engine.distributed import init_distributed
+from pointsup.engine.inference import evaluate
+from pointsup.modeling.build import build_model
+
+
+def evaluate_checkpoint(config: Config, weights: str | Path, output_dir: str | Path | None = None) -> dict:
+    """Load ``weights`` into the model of ``config`` and evaluate it on ``data.val_json``.
+
+    Returns:
+        ``{"bbox": {...}, "segm": {...}}`` on the main process (``{}`` on the others); results
+        and metrics JSON are written to ``output_dir`` (default: ``<weights folder>/eval``).
+    """
+    context = init_distributed(config.device)
+    dataset = build_val_dataset(config)
+    if dataset is None:
+        raise ConfigError("data.val_json is not set: nothing to evaluate on")
+    num_classes = config.model.num_classes or dataset.num_classes
+    model = build_model(config.model, num_classes, config.supervision)
+    load(weights, model, restore_rng=False)
+    model.to(context.device)
+    output = Path(output_dir) if output_dir else Path(weights).parent / "eval"
+    return evaluate(model, dataset, test_transforms(config), context, output, config.test.max_eval_images,
+                    num_workers=min(config.data.num_workers, 2))

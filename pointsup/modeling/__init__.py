@@ -1,0 +1,1 @@
+"""Models: point ops, losses, mask heads, builders."""

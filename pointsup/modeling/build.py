@@ -1,0 +1,118 @@
+"""Builders: a Mask R-CNN with the chosen backbone, normalisation, mask head and supervision."""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+from torch import nn
+from torchvision.models.detection.anchor_utils import AnchorGenerator
+from torchvision.models.detection.faster_rcnn import FastRCNNConvFCHead, FastRCNNPredictor, TwoMLPHead
+from torchvision.models.detection.rpn import RegionProposalNetwork, RPNHead
+
+from pointsup.modeling.backbone import FEATURE_NAMES, FEATURE_STRIDES, build_resnet_fpn, norm_factory
+from pointsup.modeling.mask_heads.base import RoIMaskHead, Supervision
+from pointsup.modeling.mask_heads.maskrcnn import MaskRCNNConvUpsample, MaskRCNNMaskHead
+from pointsup.modeling.mask_rcnn import MaskRCNN
+from pointsup.modeling.poolers import AlignedMultiScaleRoIAlign
+from pointsup.modeling.roi_heads import PointSupRoIHeads
+
+MASK_HEADS = ("maskrcnn",)
+BOX_HEADS = ("2fc", "4conv1fc")
+
+
+def build_maskrcnn_mask_head(num_classes: int, supervision: Supervision, channels: int = 256, conv_dim: int = 256,
+                             num_conv: int = 4, norm: str | None = None, class_agnostic: bool = False) -> RoIMaskHead:
+    """Mask R-CNN's 4-conv head on aligned 14x14 RoI features from p2-p5."""
+    pooler = AlignedMultiScaleRoIAlign(FEATURE_NAMES, FEATURE_STRIDES, output_size=14)
+    layers = MaskRCNNConvUpsample(channels, 1 if class_agnostic else num_classes, conv_dim, num_conv, norm_factory(norm))
+    return MaskRCNNMaskHead(pooler, layers, supervision)
+
+
+def build_box_head(kind: str, channels: int, norm: str | None) -> tuple[nn.Module, int]:
+    """The box head and its output width: "2fc" (two FC 1024) or "4conv1fc" (four 3x3 convs,
+    optionally normalised, then FC 1024; the usual choice with GroupNorm)."""
+    if kind == "2fc":
+        return TwoMLPHead(channels * 7 * 7, 1024), 1024
+    if kind == "4conv1fc":
+        return FastRCNNConvFCHead((channels, 7, 7), [256] * 4, [1024], norm_layer=norm_factory(norm)), 1024
+    raise ValueError(f"unknown box head {kind!r}; choose from {BOX_HEADS}")
+
+
+def build_mask_rcnn(
+    num_classes: int,
+    supervision: Supervision = "points",
+    backbone: str = "resnet50",
+    norm: str = "frozen_bn",
+    backbone_weights: str | None = None,
+    trainable_backbone_layers: int = 3,
+    fpn_channels: int = 256,
+    fpn_norm: str | None = None,
+    anchor_sizes: Sequence[int] = (32, 64, 128, 256, 512),
+    aspect_ratios: Sequence[float] = (0.5, 1.0, 2.0),
+    rpn_pre_nms_top_n_train: int = 2000,
+    rpn_pre_nms_top_n_test: int = 1000,
+    rpn_post_nms_top_n_train: int = 1000,
+    rpn_post_nms_top_n_test: int = 1000,
+    rpn_nms_thresh: float = 0.7,
+    rpn_batch_size_per_image: int = 256,
+    roi_batch_size_per_image: int = 512,
+    roi_positive_fraction: float = 0.25,
+    box_head: str = "2fc",
+    box_score_thresh: float = 0.05,
+    box_nms_thresh: float = 0.5,
+    detections_per_image: int = 100,
+    mask_head: str = "maskrcnn",
+    mask_head_conv_dim: int = 256,
+    mask_head_num_conv: int = 4,
+    mask_head_norm: str | None = None,
+    class_agnostic_mask: bool = False,
+    pixel_mean: Sequence[float] = (123.675, 116.28, 103.53),
+    pixel_std: Sequence[float] = (58.395, 57.12, 57.375),
+) -> MaskRCNN:
+    """A Mask R-CNN whose mask head is trained with ``supervision`` ("points" or "masks").
+
+    Defaults follow detectron2's Base-RCNN-FPN (spec section F); ``num_classes`` excludes the
+    background.
+    """
+    if mask_head not in MASK_HEADS:
+        raise ValueError(f"unknown mask head {mask_head!r}; choose from {MASK_HEADS}")
+    body = build_resnet_fpn(backbone, norm, trainable_backbone_layers, backbone_weights, fpn_channels, fpn_norm)
+    anchors = AnchorGenerator(tuple((size,) for size in anchor_sizes), (tuple(aspect_ratios),) * len(anchor_sizes))
+    rpn = RegionProposalNetwork(
+        anchors,
+        RPNHead(fpn_channels, anchors.num_anchors_per_location()[0]),
+        fg_iou_thresh=0.7,
+        bg_iou_thresh=0.3,
+        batch_size_per_image=rpn_batch_size_per_image,
+        positive_fraction=0.5,
+        pre_nms_top_n={"training": rpn_pre_nms_top_n_train, "testing": rpn_pre_nms_top_n_test},
+        post_nms_top_n={"training": rpn_post_nms_top_n_train, "testing": rpn_post_nms_top_n_test},
+        nms_thresh=rpn_nms_thresh,
+    )
+    head, representation = build_box_head(box_head, fpn_channels, mask_head_norm if norm == "gn" else None)
+    heads = PointSupRoIHeads(
+        AlignedMultiScaleRoIAlign(FEATURE_NAMES, FEATURE_STRIDES, output_size=7),
+        head,
+        FastRCNNPredictor(representation, num_classes + 1),
+        build_maskrcnn_mask_head(num_classes, supervision, fpn_channels, mask_head_conv_dim, mask_head_num_conv,
+                                 mask_head_norm, class_agnostic_mask),
+        batch_size_per_image=roi_batch_size_per_image,
+        positive_fraction=roi_positive_fraction,
+        score_thresh=box_score_thresh,
+        nms_thresh=box_nms_thresh,
+        detections_per_img=detections_per_image,
+    )
+    return MaskRCNN(body, rpn, heads, pixel_mean, pixel_std)
+
+
+def build_model(model_config: Any, num_classes: int, supervision: Supervision) -> MaskRCNN:
+    """Build from the ``model`` section of a :class:`pointsup.engine.config.Config`."""
+    keys = [
+        "backbone", "norm", "backbone_weights", "trainable_backbone_layers", "fpn_channels", "fpn_norm",
+        "anchor_sizes", "aspect_ratios", "rpn_pre_nms_top_n_train", "rpn_pre_nms_top_n_test",
+        "rpn_post_nms_top_n_train", "rpn_post_nms_top_n_test", "rpn_nms_thresh", "rpn_batch_size_per_image",
+        "roi_batch_size_per_image", "roi_positive_fraction", "box_head", "box_score_thresh", "box_nms_thresh",
+        "detections_per_image", "mask_head", "mask_head_conv_dim", "mask_head_num_conv", "mask_head_norm",
+        "class_agnostic_mask", "pixel_mean", "pixel_std",
+    ]
+    return build_mask_rcnn(num_classes=num_classes, supervision=supervision, **{k: getattr(model_config, k) for k in keys})

@@ -1,0 +1,162 @@
+"""End to end on tiny synthetic data: train, checkpoint, kill, resume, evaluate, predict, DDP."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from pointsup.cli import main as cli_main
+from pointsup.data.synthetic import generate_synthetic_dataset
+from pointsup.engine.config import load_config
+from pointsup.engine.distributed import launch
+from pointsup.engine.trainer import TrainingDiverged, train, train_main
+from pointsup.points.format import read_coco_json
+from pointsup.points.simulate import SimulationConfig, simulate
+from pointsup.utils.atomic import write_json_atomic
+from tests.conftest import REPO_ROOT
+
+CPU_CONFIG = REPO_ROOT / "configs" / "cpu" / "synthetic_R18_points.yaml"
+
+#: A model small enough for a CPU test: a few hundred ms per iteration.
+TINY = [
+    "seed=3", "device=cpu", "log_period=1",
+    "model.backbone=resnet18", "model.box_head=2fc", "model.norm=gn", "model.fpn_norm=gn", "model.trainable_backbone_layers=5",
+    "model.fpn_channels=32", "model.mask_head_conv_dim=16", "model.mask_head_norm=gn",
+    "model.anchor_sizes=[8,16,32,64,128]", "model.rpn_pre_nms_top_n_train=200", "model.rpn_post_nms_top_n_train=100",
+    "model.rpn_pre_nms_top_n_test=100", "model.rpn_post_nms_top_n_test=50", "model.roi_batch_size_per_image=32",
+    "model.detections_per_image=20",
+    "data.min_size_train=[96,112]", "data.max_size_train=160", "data.min_size_test=128", "data.max_size_test=160",
+    "data.num_workers=0",
+    "solver.ims_per_batch=2", "solver.base_lr=0.01", "solver.warmup_iters=2", "solver.steps=[]",
+    "solver.clip_gradients=true",
+]
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    root = tmp_path_factory.mktemp("synthetic")
+    dataset = generate_synthetic_dataset(root, num_images=8, image_size=128, val_fraction=0.25, show_progress=False)
+    points = simulate(read_coco_json(dataset.train_json), SimulationConfig(num_points=10), source=str(dataset.train_json))
+    write_json_atomic(root / "train_p10.json", points.coco)
+    return {"train_json": str(root / "train_p10.json"), "train_masks": str(dataset.train_json),
+            "val_json": str(dataset.val_json), "images": str(dataset.image_dir)}
+
+
+def overrides(data: dict[str, str], *extra: str, supervision: str = "points") -> list[str]:
+    train_json = data["train_json"] if supervision == "points" else data["train_masks"]
+    return [*TINY, f"supervision={supervision}", f"data.train_json={train_json}", f"data.train_images={data['images']}",
+            f"data.val_json={data['val_json']}", f"data.val_images={data['images']}", *extra]
+
+
+def final_weights(output: Path) -> dict[str, torch.Tensor]:
+    return torch.load(output / "model_final.pth", map_location="cpu", weights_only=False)["model"]
+
+
+@pytest.mark.parametrize("supervision", ["points", "masks"])
+def test_training_runs_and_evaluates(data, tmp_path, supervision):
+    config = load_config(CPU_CONFIG, overrides(data, "solver.max_iter=3", "solver.checkpoint_period=2", supervision=supervision))
+    result = train(config, tmp_path)
+    assert (tmp_path / "model_final.pth").is_file() and (tmp_path / "model_0000002.pth").is_file()
+    assert set(result.metrics) == {"bbox", "segm"}
+    for task in ("bbox", "segm"):
+        assert 0.0 <= result.metrics[task]["AP"] <= 100.0
+    lines = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert [line["iteration"] for line in lines if "loss_mask" in line] == [1, 2, 3]
+    accuracy_key = "point_accuracy" if supervision == "points" else "mask_accuracy"
+    assert all(0.0 <= line[accuracy_key] <= 1.0 for line in lines if "loss_mask" in line)
+    assert any(p.name.startswith("events.out.tfevents") for p in tmp_path.iterdir())
+    assert json.loads((tmp_path / "final_metrics.json").read_text())["segm"]["AP"] == result.metrics["segm"]["AP"]
+
+
+def test_killed_training_resumes_exactly(data, tmp_path):
+    """SIGKILL a real training process after its first checkpoint, resume, and compare the final
+    weights with an uninterrupted run: resuming restores weights, optimiser, schedule, RNG and
+    data position exactly."""
+    settings = overrides(data, "solver.max_iter=8", "solver.checkpoint_period=2", "data.val_json=null")
+    straight = tmp_path / "straight"
+    train(load_config(CPU_CONFIG, settings), straight)
+
+    interrupted = tmp_path / "interrupted"
+    env = {**os.environ, "POINTSUP_NO_PROGRESS": "1"}
+    process = subprocess.Popen([sys.executable, "-m", "pointsup", "train", str(CPU_CONFIG),
+                                *settings, "--output", str(interrupted)], cwd=REPO_ROOT, env=env,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 300
+    while not (interrupted / "model_0000002.pth").exists():
+        assert process.poll() is None, process.stderr.read().decode()
+        assert time.monotonic() < deadline, "no checkpoint within 300 s"
+        time.sleep(0.02)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert not (interrupted / "model_final.pth").exists(), "the run finished before it was killed"
+
+    result = train(load_config(CPU_CONFIG, settings), interrupted, resume=True)
+    assert result.iterations == 8
+    expected, resumed = final_weights(straight), final_weights(interrupted)
+    assert expected.keys() == resumed.keys()
+    for key in expected:
+        torch.testing.assert_close(resumed[key], expected[key], rtol=0, atol=0, msg=key)
+    iterations = [json.loads(line)["iteration"] for line in (interrupted / "metrics.jsonl").read_text().splitlines()]
+    assert iterations == sorted(set(iterations)) and iterations[-1] == 8, "metrics continue without duplicates"
+
+
+def test_diverging_loss_stops_with_iteration_and_checkpoint(data, tmp_path):
+    settings = overrides(data, "solver.max_iter=30", "solver.checkpoint_period=1", "solver.base_lr=100000.0",
+                         "solver.warmup_iters=0", "solver.clip_gradients=false", "data.val_json=null")
+    with pytest.raises(TrainingDiverged, match=r"non-finite loss at iteration \d+.*last good checkpoint is .*model_\d{7}\.pth"):
+        train(load_config(CPU_CONFIG, settings), tmp_path)
+    assert not (tmp_path / "model_final.pth").exists()
+    kept = torch.load(tmp_path / (tmp_path / "last_checkpoint").read_text().strip(), weights_only=False)
+    assert all(torch.isfinite(v).all() for v in kept["model"].values() if v.is_floating_point())
+
+
+def _ddp_worker(settings: list[str], output: str) -> None:
+    train_main(load_config(CPU_CONFIG, settings), output, False)
+
+
+def test_two_process_ddp_on_cpu(data, tmp_path):
+    settings = overrides(data, "solver.max_iter=2", "solver.checkpoint_period=100")
+    launch(_ddp_worker, 2, (settings, str(tmp_path)), backend="gloo")
+    metrics = json.loads((tmp_path / "final_metrics.json").read_text())
+    assert set(metrics) == {"bbox", "segm"}
+    config = json.loads(json.dumps(torch.load(tmp_path / "model_final.pth", weights_only=False)["extra"]["config"]))
+    assert config["solver"]["ims_per_batch"] == 2
+
+
+def test_eval_and_predict_commands(data, tmp_path, capsys):
+    run = tmp_path / "run"
+    train(load_config(CPU_CONFIG, overrides(data, "solver.max_iter=2", "data.val_json=null")), run)
+    config = tmp_path / "config.yaml"
+    config.write_text((run / "config.yaml").read_text())
+    assert cli_main(["eval", str(config), f"data.val_json={data['val_json']}", f"data.val_images={data['images']}",
+                     "--weights", str(run / "model_final.pth"), "--output", str(tmp_path / "eval")]) == 0
+    assert "segm" in capsys.readouterr().out
+    assert json.loads((tmp_path / "eval" / "metrics.json").read_text())["segm"]["AP"] >= 0.0
+
+    images = sorted(Path(data["images"]).glob("*.png"))[:2]
+    assert cli_main(["predict", *map(str, images), "--weights", str(run / "model_final.pth"), "-o", str(tmp_path / "pred"),
+                     "--score-threshold", "0.0", "--device", "cpu"]) == 0
+    predictions = json.loads((tmp_path / "pred" / "predictions.json").read_text())
+    assert [image["file_name"] for image in predictions["images"]] == [str(p) for p in images]
+    assert all({"bbox", "score", "category_id", "segmentation"} <= set(a) for a in predictions["annotations"])
+    assert len(list((tmp_path / "pred").glob("*_pred.png"))) == 2
+
+
+def test_missing_image_is_named(data, tmp_path, capsys):
+    coco = read_coco_json(data["train_json"])
+    coco["images"][0]["file_name"] = "does_not_exist.png"
+    broken = tmp_path / "broken.json"
+    write_json_atomic(broken, coco)
+    status = cli_main(["train", str(CPU_CONFIG),
+                       *overrides(data, "solver.max_iter=2", f"data.train_json={broken}", "data.val_json=null"),
+                       "--output", str(tmp_path / "run")])
+    assert status == 2
+    assert "does_not_exist.png" in capsys.readouterr().err
