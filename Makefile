@@ -24,10 +24,12 @@ demo: $(STAMP)
 	$(BIN)/pointsup demo --output $(DEMO_DIR)
 
 test: $(STAMP)
+	@bash scripts/install_browser.sh
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/simulate_speed.py
+	$(BIN)/python benchmarks/train_speed.py
 
 clean:
 	rm -rf $(VENV) $(DEMO_DIR) .pytest_cache .hypothesis build *.egg-info

@@ -1,9 +1,138 @@
-"""Argument parsing for ``pointsup annotate`` (the labelling tool lands with its issue)."""
+"""Argument parsing for ``pointsup annotate`` (kept light: no server imports at parse time).
+
+* ``pointsup annotate serve DATASET.json --images DIR``: start the labelling server;
+* ``pointsup annotate export --db FILE -o OUT.json``: write the answers as a point file;
+* ``pointsup annotate progress --db FILE``: print the progress report.
+"""
 
 from __future__ import annotations
 
 import argparse
+import json
+import re
+import secrets
+from pathlib import Path
+
+from pointsup.cli import _positive_int
+
+#: a token must be safe in a URL and a cookie
+_TOKEN_PATTERN = re.compile(r"[A-Za-z0-9._~-]{8,200}")
+
+
+def _non_negative_int(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {text}")
+    return value
+
+
+def _port(text: str) -> int:
+    value = int(text)
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"expected a port number in 0..65535, got {text}")
+    return value
+
+
+def default_db_path(dataset: Path) -> Path:
+    """``DIR/NAME.json`` -> ``DIR/NAME.points.db``."""
+    return dataset.with_name(f"{dataset.stem}.points.db")
+
+
+def _run_serve(args: argparse.Namespace) -> None:
+    from pointsup.annotator.server import AnnotationServer, is_loopback, log_to_stderr, run_until_stopped
+    from pointsup.annotator.store import StoreError, open_session
+    from pointsup.cli import CommandError
+
+    if not args.images.is_dir():
+        raise CommandError(f"images folder not found: {args.images}")
+    token = args.token
+    if token == "auto" or (token is None and not is_loopback(args.host)):
+        token = secrets.token_urlsafe(18)
+    elif token is not None and not _TOKEN_PATTERN.fullmatch(token):
+        raise CommandError("--token must be 8 to 200 characters from A-Z a-z 0-9 . _ ~ -")
+    db_path = args.db or default_db_path(args.dataset)
+    try:
+        store, created = open_session(db_path, args.dataset, num_points=args.points, seed=args.seed, overlap=args.overlap)
+    except (StoreError, ValueError) as exc:
+        raise CommandError(str(exc)) from None
+    try:
+        server = AnnotationServer(store, args.images, host=args.host, port=args.port, token=token,
+                                  log=None if args.quiet else log_to_stderr)
+    except OSError as exc:
+        store.close()
+        raise CommandError(f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}") from None
+    missing = [name for name, _, _ in store.images.values() if not (args.images / name).is_file()]
+    if missing:
+        print(f"warning: {len(missing)} of {len(store.images)} image files not found under {args.images} (e.g. {missing[0]})")
+    settings = store.settings
+    print(f"{'created' if created else 'resumed'} session {db_path}: {settings.num_objects} objects, "
+          f"{settings.num_points} points each (seed {settings.seed}, overlap {settings.overlap})")
+    print(f"progress page: {server.url('/progress')}")
+    print(f"labelling page: {server.url()}", flush=True)
+    run_until_stopped(server)
+
+
+def _run_export(args: argparse.Namespace) -> None:
+    from pointsup.annotator.export import export_points
+    from pointsup.annotator.store import AnnotationStore, StoreError
+    from pointsup.cli import CommandError
+
+    try:
+        store = AnnotationStore.open(args.db)
+    except StoreError as exc:
+        raise CommandError(str(exc)) from None
+    try:
+        summary = export_points(store, args.output, partial=args.partial, annotator=args.annotator)
+    except ValueError as exc:
+        raise CommandError(str(exc)) from None
+    finally:
+        store.close()
+    print(summary.describe())
+
+
+def _run_progress(args: argparse.Namespace) -> None:
+    from pointsup.annotator.progress import compute_progress
+    from pointsup.annotator.store import AnnotationStore, StoreError
+    from pointsup.cli import CommandError
+
+    try:
+        store = AnnotationStore.open(args.db)
+    except StoreError as exc:
+        raise CommandError(str(exc)) from None
+    try:
+        report = compute_progress(store)
+    finally:
+        store.close()
+    print(json.dumps(report.to_dict(), indent=2) if args.json else report.format_table())
 
 
 def add_annotate_parser(commands: argparse._SubParsersAction) -> None:
-    """Register the ``annotate`` subcommand group on the top-level parser (none yet)."""
+    """Register the ``annotate`` subcommand group on the top-level parser."""
+    annotate = commands.add_parser("annotate", help="label points in a browser: serve the labelling tool, export, progress")
+    actions = annotate.add_subparsers(dest="annotate_command", required=True, metavar="ACTION")
+
+    serve = actions.add_parser("serve", help="start the labelling web server and print its URL")
+    serve.add_argument("dataset", type=Path, metavar="DATASET.json", help="COCO JSON with boxes and categories (masks optional: used for agreement)")
+    serve.add_argument("--images", type=Path, required=True, metavar="DIR", help="folder the file_name entries are relative to")
+    serve.add_argument("--points", type=_positive_int, default=None, metavar="N", help="points per object (default 10; fixed when the session is created)")
+    serve.add_argument("--seed", type=_non_negative_int, default=None, metavar="S", help="sampling seed, as in `pointsup simulate` (default 12345)")
+    serve.add_argument("--overlap", type=_positive_int, default=None, metavar="K",
+                       help="annotators per object, for agreement studies (default 1: no object is handed out twice)")
+    serve.add_argument("--db", type=Path, default=None, metavar="FILE", help="session database (default: DATASET's name with .points.db)")
+    serve.add_argument("--host", default="127.0.0.1", metavar="HOST", help="address to bind (default 127.0.0.1; others get an access token)")
+    serve.add_argument("--port", type=_port, default=8765, metavar="P", help="port (default 8765; 0 picks a free one)")
+    serve.add_argument("--token", default=None, metavar="TOKEN", help="access token required on every request ('auto' generates one)")
+    serve.add_argument("-q", "--quiet", action="store_true", help="do not log refused requests")
+    serve.set_defaults(handler=_run_serve)
+
+    export = actions.add_parser("export", help="write the answers as COCO JSON with point_coords/point_labels")
+    export.add_argument("--db", type=Path, required=True, metavar="FILE", help="session database")
+    export.add_argument("-o", "--output", type=Path, required=True, metavar="OUT.json", help="output JSON")
+    export.add_argument("--partial", action="store_true", help="also write images with unfinished objects (default: finished images only)")
+    export.add_argument("--annotator", default=None, metavar="NAME", help="use this annotator's answers only")
+    export.set_defaults(handler=_run_export)
+
+    progress = actions.add_parser("progress", help="print objects done, seconds per point and agreement")
+    progress.add_argument("--db", type=Path, required=True, metavar="FILE", help="session database")
+    progress.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    progress.set_defaults(handler=_run_progress)

@@ -1,0 +1,120 @@
+"""The JSON API of the labelling server, independent of HTTP.
+
+Requests are decoded into strict msgspec structs (unknown fields, wrong types, out-of-range
+numbers: 400). Every reply carries the annotator's *state*: their current point followed by
+the next few (``tasks``; the browser draws the first and prefetches the others' images) and
+their counters.
+
+* ``GET  /api/state?annotator=NAME`` -> state
+* ``POST /api/answer`` ``{"annotator", "position", "point_index", "label", "response_ms"}``
+  with ``label`` one of ``object``, ``background``, ``unsure`` -> state; 409 with the state
+  when the point is not the annotator's current one (a stale or repeated request).
+* ``POST /api/undo`` ``{"annotator"}`` -> state plus ``undone``: the withdrawn point or null.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+import msgspec
+
+from pointsup.annotator.store import LABEL_CODES, AnnotationStore, AnswerConflict, PointTask, check_annotator_name
+
+#: points sent with each state: the current one and the upcoming ones to prefetch
+LOOKAHEAD = 6
+#: the longest response time accepted (an hour), in milliseconds
+MAX_RESPONSE_MS = 3_600_000.0
+#: the largest object position or point index a request may name
+MAX_INDEX = 2**53
+
+AnnotatorName = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
+
+
+class ApiError(Exception):
+    """A request the server refuses: HTTP ``status``, a message and extra JSON fields."""
+
+    def __init__(self, status: int, message: str, **extra: Any):
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.extra = extra
+
+
+class AnswerRequest(msgspec.Struct, forbid_unknown_fields=True):
+    annotator: AnnotatorName
+    position: Annotated[int, msgspec.Meta(ge=0, le=MAX_INDEX)]
+    point_index: Annotated[int, msgspec.Meta(ge=0, le=MAX_INDEX)]
+    label: Literal["object", "background", "unsure"]
+    response_ms: Annotated[float, msgspec.Meta(ge=0.0, le=MAX_RESPONSE_MS)] | None = None
+
+
+class UndoRequest(msgspec.Struct, forbid_unknown_fields=True):
+    annotator: AnnotatorName
+
+
+def decode_request(body: bytes, kind: type[msgspec.Struct]) -> Any:
+    """Decode a JSON body into ``kind``; ApiError 400 naming the problem otherwise."""
+    try:
+        return msgspec.json.decode(body, type=kind)
+    except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+        raise ApiError(400, f"bad request body: {exc}") from None
+    except RecursionError:
+        raise ApiError(400, "bad request body: nested too deeply") from None
+
+
+def annotator_name(raw: str) -> str:
+    try:
+        return check_annotator_name(raw)
+    except ValueError as exc:
+        raise ApiError(400, str(exc)) from None
+
+
+def task_json(store: AnnotationStore, task: PointTask) -> dict[str, Any]:
+    """What the browser needs to draw a point (``x``, ``y``: pixel indices; the marker goes
+    at the pixel centre ``x + 0.5, y + 0.5``)."""
+    _, width, height = store.images[task.image_id]
+    return {
+        "key": f"{task.position}:{task.point_index}",
+        "position": task.position,
+        "point_index": task.point_index,
+        "annotation_id": task.annotation_id,
+        "image_id": task.image_id,
+        "image_url": f"/image/{task.image_id}",
+        "width": width,
+        "height": height,
+        "category": store.category_names.get(task.category_id, str(task.category_id)),
+        "bbox": list(task.bbox_xywh),
+        "x": task.x,
+        "y": task.y,
+    }
+
+
+def state(store: AnnotationStore, annotator: str) -> dict[str, Any]:
+    """The annotator's current and upcoming points and counters (claims objects as needed)."""
+    tasks = store.next_points(annotator, LOOKAHEAD)
+    points, finished = store.annotator_counts(annotator)
+    return {
+        "annotator": annotator,
+        "tasks": [task_json(store, t) for t in tasks],
+        "num_points": store.settings.num_points,
+        "objects_total": store.settings.num_objects,
+        "points_answered": points,
+        "objects_finished": finished,
+    }
+
+
+def answer(store: AnnotationStore, request: AnswerRequest) -> dict[str, Any]:
+    name = annotator_name(request.annotator)
+    try:
+        store.record_answer(name, request.position, request.point_index, LABEL_CODES[request.label], request.response_ms)
+    except AnswerConflict as exc:
+        raise ApiError(409, str(exc), state=state(store, name)) from None
+    return state(store, name)
+
+
+def undo(store: AnnotationStore, request: UndoRequest) -> dict[str, Any]:
+    name = annotator_name(request.annotator)
+    undone = store.undo_last(name)
+    reply = state(store, name)
+    reply["undone"] = None if undone is None else {"position": undone[0], "point_index": undone[1]}
+    return reply

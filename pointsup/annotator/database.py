@@ -1,0 +1,144 @@
+"""The session database file: its schema, how it is opened, and how a new one is written.
+
+One SQLite file in WAL mode with ``synchronous=FULL``: every committed transaction is on disk
+before the commit returns, readers (export, progress) never block the server, and a killed
+process leaves the last committed state. The tables:
+
+* ``meta``: settings (``num_points``, ``seed``, ``overlap``, the dataset's path and SHA-256...);
+* ``dataset``: the input COCO file without masks or points, zlib-compressed JSON (the export
+  starts from it, so it needs only the database);
+* ``images``, ``categories``: what the server shows;
+* ``objects``: one row per object to label, in presentation order, with its points (JSON) and
+  the mask values at them (JSON, NULL without a mask), and how many annotators hold it;
+* ``assignments``: which annotator holds which object and how many of its points they answered;
+* ``answers``: every answer ever given; an undo sets ``undone_at``. A partial unique index
+  allows one answer in force per annotator and point.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+import zlib
+from pathlib import Path
+from typing import Any
+
+from pointsup.annotator.tasks import LabellingObject, export_template, labelling_objects
+from pointsup.utils.atomic import encode_json
+
+SCHEMA_VERSION = 1
+
+_SCHEMA = """
+CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE dataset (id INTEGER PRIMARY KEY CHECK (id = 1), coco BLOB NOT NULL);
+CREATE TABLE images (image_id INTEGER PRIMARY KEY, file_name TEXT NOT NULL, width INTEGER NOT NULL, height INTEGER NOT NULL);
+CREATE TABLE categories (category_id INTEGER PRIMARY KEY, name TEXT NOT NULL);
+CREATE TABLE objects (
+    position INTEGER PRIMARY KEY,
+    annotation_id INTEGER NOT NULL UNIQUE,
+    image_id INTEGER NOT NULL REFERENCES images(image_id),
+    category_id INTEGER NOT NULL REFERENCES categories(category_id),
+    bbox TEXT NOT NULL,
+    points TEXT NOT NULL,
+    mask_values TEXT,
+    assigned INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX objects_by_assigned ON objects(assigned, position);
+CREATE TABLE assignments (
+    annotator TEXT NOT NULL,
+    position INTEGER NOT NULL REFERENCES objects(position),
+    assigned_at REAL NOT NULL,
+    answered INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (annotator, position)
+) WITHOUT ROWID;
+CREATE TABLE answers (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    annotator TEXT NOT NULL,
+    position INTEGER NOT NULL REFERENCES objects(position),
+    point_index INTEGER NOT NULL,
+    label INTEGER NOT NULL CHECK (label IN (-1, 0, 1)),
+    response_ms REAL,
+    answered_at REAL NOT NULL,
+    undone_at REAL
+);
+CREATE UNIQUE INDEX answers_live ON answers(annotator, position, point_index) WHERE undone_at IS NULL;
+CREATE INDEX answers_by_annotator ON answers(annotator, id)
+"""
+
+
+class StoreError(Exception):
+    """The database cannot be used as asked (a different dataset or settings, a foreign file)."""
+
+
+def connect(path: str | Path) -> sqlite3.Connection:
+    """Open ``path`` (created if missing) in autocommit mode, WAL, full synchronous commits;
+    transactions are begun explicitly by the caller."""
+    connection = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30.0)
+    connection.execute("PRAGMA journal_mode=WAL")
+    connection.execute("PRAGMA synchronous=FULL")
+    connection.execute("PRAGMA foreign_keys=ON")
+    return connection
+
+
+def has_session(connection: sqlite3.Connection) -> bool:
+    """Whether the database holds a (fully created) labelling session."""
+    return connection.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'meta'").fetchone() is not None
+
+
+def create_database(path: str | Path, coco: dict[str, Any], *, dataset_path: str, dataset_sha256: str,
+                    num_points: int, seed: int, overlap: int = 1) -> None:
+    """Write a new session for ``coco`` into ``path``, in one transaction (an interrupted
+    creation leaves no session behind).
+
+    Raises:
+        PointFormatError: ``coco`` is not a valid COCO file.
+        StoreError: ``path`` already holds a session, or is not an SQLite database.
+        ValueError: invalid ``num_points``, ``seed`` or ``overlap``.
+    """
+    if overlap < 1:
+        raise ValueError(f"overlap must be >= 1, got {overlap}")
+    objects = labelling_objects(coco, num_points, seed, source=dataset_path)
+    meta = {
+        "schema_version": SCHEMA_VERSION, "num_points": num_points, "seed": seed, "overlap": overlap,
+        "dataset_path": dataset_path, "dataset_sha256": dataset_sha256, "num_objects": len(objects),
+        "has_masks": int(any(o.mask_values is not None for o in objects)), "created_at": time.time(),
+    }
+    try:
+        connection = connect(path)
+    except sqlite3.DatabaseError as exc:
+        raise StoreError(f"{path}: not an SQLite database ({exc})") from None
+    try:
+        if has_session(connection):
+            raise StoreError(f"{path} already holds a labelling session")
+        connection.execute("BEGIN IMMEDIATE")
+        for statement in _SCHEMA.split(";"):
+            connection.execute(statement)
+        _insert_dataset(connection, coco, objects, meta)
+        connection.execute("COMMIT")
+    except sqlite3.DatabaseError as exc:
+        raise StoreError(f"{path}: cannot write the session ({exc})") from None
+    finally:
+        if connection.in_transaction:
+            connection.execute("ROLLBACK")
+        connection.close()
+
+
+def _insert_dataset(db: sqlite3.Connection, coco: dict[str, Any], objects: list[LabellingObject], meta: dict[str, Any]) -> None:
+    db.executemany("INSERT INTO meta (key, value) VALUES (?, ?)", [(k, str(v)) for k, v in meta.items()])
+    db.execute("INSERT INTO dataset (id, coco) VALUES (1, ?)", (zlib.compress(encode_json(export_template(coco)), 6),))
+    db.executemany(
+        "INSERT INTO images (image_id, file_name, width, height) VALUES (?, ?, ?, ?)",
+        [(i["id"], i["file_name"], i["width"], i["height"]) for i in coco["images"]],
+    )
+    db.executemany(
+        "INSERT INTO categories (category_id, name) VALUES (?, ?)",
+        [(c["id"], str(c.get("name", c["id"]))) for c in coco["categories"]],
+    )
+    db.executemany(
+        "INSERT INTO objects (position, annotation_id, image_id, category_id, bbox, points, mask_values) VALUES (?, ?, ?, ?, ?, ?, ?)",
+        [
+            (o.position, o.annotation_id, o.image_id, o.category_id, encode_json(list(o.bbox_xywh)).decode(),
+             encode_json(o.points).decode(), None if o.mask_values is None else encode_json(o.mask_values).decode())
+            for o in objects
+        ],
+    )

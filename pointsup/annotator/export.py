@@ -1,0 +1,116 @@
+"""Write the answers of a labelling session as a P_N point file (the project's COCO format).
+
+The output is the input COCO file (``info``, ``licenses``, images, categories, every
+annotation field but the mask) with ``point_coords``/``point_labels`` on each non-crowd
+annotation, validated with :func:`pointsup.points.format.validate_coco` and written
+atomically, so ``load_point_dataset`` and training read it as they read simulated points.
+
+Which points go in:
+
+* a point's label is the majority of the object/background answers in force for it (one
+  answer without overlap); *unsure* answers are left out, and so are ties between annotators;
+  the point order is the order of sampling, with the left-out points removed, so an object
+  may carry fewer than ``N`` points;
+* by default only *finished* images are written: images whose every non-crowd object was
+  answered to the last point by at least one annotator. An image with an unlabelled object
+  would teach a detector that the object is background. ``partial=True`` writes every image
+  with the points answered so far;
+* ``annotator=NAME`` uses that annotator's answers alone.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pointsup.annotator.store import AnnotationStore
+from pointsup.points.format import save_point_dataset, validate_coco
+
+
+@dataclass(frozen=True)
+class ExportSummary:
+    """What :func:`export_points` wrote (``*_left_out``: what it did not)."""
+
+    path: Path
+    images: int
+    objects: int
+    points: int
+    unsure_left_out: int
+    ties_left_out: int
+    unfinished_images_left_out: int
+
+    def describe(self) -> str:
+        text = (f"wrote {self.path}: {self.images} images, {self.objects} objects, {self.points} labelled points "
+                f"({self.unsure_left_out} unsure and {self.ties_left_out} tied points left out)")
+        if self.unfinished_images_left_out:
+            text += f"; {self.unfinished_images_left_out} unfinished images left out (--partial keeps them)"
+        return text
+
+
+#: :func:`vote_labels` results that leave a point out
+UNSURE, TIED = -1, -2
+
+
+def vote_labels(answers: list[tuple[int, int, int]]) -> dict[tuple[int, int], int]:
+    """Combine answers ``(position, point_index, label)`` into one label per answered point:
+    1 or 0 by majority, :data:`UNSURE` when every answer is unsure, :data:`TIED` on a tie."""
+    votes: dict[tuple[int, int], list[int]] = defaultdict(lambda: [0, 0])
+    for position, point_index, label in answers:
+        counts = votes[(position, point_index)]
+        if label in (0, 1):
+            counts[label] += 1
+    return {
+        key: 1 if ones > zeros else 0 if zeros > ones else UNSURE if ones == 0 else TIED
+        for key, (zeros, ones) in votes.items()
+    }
+
+
+def export_points(store: AnnotationStore, output: str | os.PathLike[str], *, partial: bool = False,
+                  annotator: str | None = None) -> ExportSummary:
+    """Write the session's answers as a point annotation file (rules in the module docstring).
+
+    Raises:
+        ValueError: ``annotator`` gave no answer in this session.
+    """
+    answers = [a for a in store.live_answers() if annotator is None or a.annotator == annotator]
+    if annotator is not None and not answers:
+        raise ValueError(f"annotator {annotator!r} has no answers in {store.path}")
+    labels = vote_labels([(a.position, a.point_index, a.label) for a in answers])
+    n = store.settings.num_points
+    finished = {position for name, position, answered in store.assignments()
+                if answered == n and (annotator is None or name == annotator)}
+    objects = {o.annotation_id: o for o in store.objects()}
+
+    unfinished_images = {o.image_id for o in objects.values() if o.position not in finished}
+    coco = store.export_template()
+    kept_images = [image for image in coco["images"] if partial or image["id"] not in unfinished_images]
+    kept_ids = {image["id"] for image in kept_images}
+    annotations: list[dict[str, Any]] = []
+    unsure = ties = points = 0
+    for ann in coco["annotations"]:
+        if ann["image_id"] not in kept_ids:
+            continue
+        obj = objects.get(ann["id"]) if not ann.get("iscrowd", 0) else None
+        if obj is not None:
+            coords, point_labels = [], []
+            for index, (x, y) in enumerate(obj.points.tolist()):
+                label = labels.get((obj.position, index))
+                unsure += label == UNSURE
+                ties += label == TIED
+                if label in (0, 1):
+                    coords.append([x, y])
+                    point_labels.append(label)
+            ann = {**ann, "point_coords": coords, "point_labels": point_labels}
+            points += len(coords)
+        annotations.append(ann)
+    document = {**coco, "images": kept_images, "annotations": annotations}
+    save_point_dataset(validate_coco(document, str(output)), output)
+    return ExportSummary(
+        path=Path(output), images=len(kept_images),
+        objects=sum(1 for a in annotations if "point_coords" in a), points=points,
+        unsure_left_out=unsure, ties_left_out=ties,
+        unfinished_images_left_out=len(coco["images"]) - len(kept_images),
+    )
