@@ -72,15 +72,22 @@ def _run_serve(args: argparse.Namespace) -> None:
     run_until_stopped(server)
 
 
-def _run_export(args: argparse.Namespace) -> None:
-    from pointsup.annotator.export import export_points
+def _open_store(path: Path):
+    """The session database at ``path``; a one-line CommandError when it cannot be opened."""
     from pointsup.annotator.store import AnnotationStore, StoreError
     from pointsup.cli import CommandError
 
     try:
-        store = AnnotationStore.open(args.db)
+        return AnnotationStore.open(path)
     except StoreError as exc:
         raise CommandError(str(exc)) from None
+
+
+def _run_export(args: argparse.Namespace) -> None:
+    from pointsup.annotator.export import export_points
+    from pointsup.cli import CommandError
+
+    store = _open_store(args.db)
     try:
         summary = export_points(store, args.output, partial=args.partial, annotator=args.annotator)
     except ValueError as exc:
@@ -92,13 +99,8 @@ def _run_export(args: argparse.Namespace) -> None:
 
 def _run_progress(args: argparse.Namespace) -> None:
     from pointsup.annotator.progress import compute_progress
-    from pointsup.annotator.store import AnnotationStore, StoreError
-    from pointsup.cli import CommandError
 
-    try:
-        store = AnnotationStore.open(args.db)
-    except StoreError as exc:
-        raise CommandError(str(exc)) from None
+    store = _open_store(args.db)
     try:
         report = compute_progress(store)
     finally:

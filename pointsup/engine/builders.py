@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 
-import torch
 
 from pointsup.data.dataset import ImageReadError, InstanceDataset
 from pointsup.data.transforms import Compose, build_test_transforms, build_train_transforms
@@ -11,16 +10,6 @@ from pointsup.engine.config import Config, ConfigError
 from pointsup.modeling.build import build_model
 from pointsup.modeling.mask_rcnn import MaskRCNN
 from pointsup.modeling.weights import load_model_weights
-
-
-def resolve_device(name: str) -> torch.device:
-    """``"auto"`` → CUDA when available, else CPU; other names as given."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"device {name!r} requested but CUDA is not available")
-    return device
 
 
 def _require(value: str | None, key: str) -> str:

@@ -146,13 +146,13 @@ def load(
         CheckpointError: the file is missing or unreadable, or its weights do not fit ``model``.
     """
     path = Path(path)
-    checkpoint = _read(path)
+    checkpoint = read_checkpoint(path)
     is_bare = "model" not in checkpoint and all(isinstance(v, torch.Tensor) for v in checkpoint.values())
     if is_bare:
         checkpoint = {"model": checkpoint}
     if not isinstance(checkpoint.get("model"), Mapping):
         raise CheckpointError(f"{path}: not a model checkpoint (keys: {sorted(checkpoint)[:10]})")
-    _load_model_state(unwrap_model(model), checkpoint["model"], strict, path)
+    load_model_state(unwrap_model(model), checkpoint["model"], strict, path)
     for key, component in (("optimizer", optimizer), ("scheduler", scheduler), ("scaler", scaler)):
         if component is None:
             continue
@@ -194,7 +194,12 @@ def unwrap_model(model: nn.Module) -> nn.Module:
             return model
 
 
-def _read(path: Path) -> dict[str, Any]:
+def read_checkpoint(path: Path) -> dict[str, Any]:
+    """The checkpoint file as a dict, read safely (``weights_only``) onto the CPU.
+
+    Raises:
+        CheckpointError: the file is missing, corrupt, truncated or not a dict.
+    """
     if not path.is_file():
         raise CheckpointError(f"checkpoint not found: {path}")
     try:
@@ -211,7 +216,7 @@ def _read(path: Path) -> dict[str, Any]:
     return checkpoint
 
 
-def _load_model_state(model: nn.Module, state: Mapping[str, torch.Tensor], strict: bool, path: Path) -> None:
+def load_model_state(model: nn.Module, state: Mapping[str, torch.Tensor], strict: bool, path: Path) -> None:
     """``model.load_state_dict`` with errors that list every key and shape that does not fit."""
     expected = model.state_dict()
     mismatched = [

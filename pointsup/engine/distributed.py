@@ -64,7 +64,7 @@ def init_distributed(device_preference: str = "auto", backend: str | None = None
     rank = int(os.environ.get("RANK", 0))
     world_size = int(os.environ.get("WORLD_SIZE", 1))
     local_rank = int(os.environ.get("LOCAL_RANK", 0))
-    device = _resolve_device(device_preference, local_rank if world_size > 1 else None)
+    device = resolve_device(device_preference, local_rank if world_size > 1 else None)
     if device.type == "cuda":
         torch.cuda.set_device(device)
     if world_size > 1 and not dist.is_initialized():
@@ -73,7 +73,7 @@ def init_distributed(device_preference: str = "auto", backend: str | None = None
     return DistributedContext(rank=rank, world_size=world_size, local_rank=local_rank, device=device)
 
 
-def _resolve_device(preference: str, local_rank: int | None) -> torch.device:
+def resolve_device(preference: str, local_rank: int | None = None) -> torch.device:
     """The device a preference names; with several processes, "cuda" means ``cuda:local_rank``."""
     if not re.fullmatch(DEVICE_PATTERN, preference):
         raise ValueError(f"device must be auto, cpu, cuda, cuda:N or mps, not {preference!r}")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pointsup.engine.builders import build_val_dataset, test_transforms
+from pointsup.engine.builders import build_val_dataset, num_classes_for, test_transforms
 from pointsup.engine.checkpoint import load
 from pointsup.engine.config import Config, ConfigError
 from pointsup.engine.distributed import init_distributed
@@ -23,8 +23,7 @@ def evaluate_checkpoint(config: Config, weights: str | Path, output_dir: str | P
     dataset = build_val_dataset(config)
     if dataset is None:
         raise ConfigError("data.val_json is not set: nothing to evaluate on")
-    num_classes = config.model.num_classes or dataset.num_classes
-    model = build_model(config.model, num_classes, config.supervision)
+    model = build_model(config.model, num_classes_for(config, dataset), config.supervision)
     load(weights, model, restore_rng=False)
     model.to(context.device)
     output = Path(output_dir) if output_dir else Path(weights).parent / "eval"

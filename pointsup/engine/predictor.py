@@ -15,9 +15,9 @@ import torch
 
 from pointsup.data.dataset import read_image
 from pointsup.data.transforms import build_test_transforms
-from pointsup.engine.builders import resolve_device
-from pointsup.engine.checkpoint import CheckpointError, load
+from pointsup.engine.checkpoint import CheckpointError, load_model_state, read_checkpoint
 from pointsup.engine.config import Config, config_from_dict
+from pointsup.engine.distributed import resolve_device
 from pointsup.modeling.build import build_model
 from pointsup.modeling.mask_rcnn import MaskRCNN
 from pointsup.modeling.postprocess import masks_to_rles
@@ -45,16 +45,14 @@ def load_trained_model(weights: str | Path, device: str = "auto", config: Config
         CheckpointError: the file is missing, unreadable or not a pointsup checkpoint.
     """
     path = Path(weights)
-    if not path.is_file():
-        raise CheckpointError(f"weights file not found: {path}")
-    payload = torch.load(path, map_location="cpu", weights_only=False)
-    extra = payload.get("extra", {}) if isinstance(payload, dict) else {}
+    payload = read_checkpoint(path)
+    extra = payload.get("extra", {})
     if "config" not in extra or "num_classes" not in extra:
         raise CheckpointError(f"{path}: not a checkpoint written by `pointsup train` (no config / class names inside); "
                               "pass the training config with --config")
     config = config or config_from_dict(extra["config"])
     model = build_model(config.model, int(extra["num_classes"]), config.supervision)
-    load(path, model, restore_rng=False)
+    load_model_state(model, payload["model"], strict=True, path=path)
     target = resolve_device(device)
     names = list(extra.get("category_names") or [str(k) for k in range(int(extra["num_classes"]))])
     ids = list(extra.get("label_to_category_id") or range(1, len(names) + 1))

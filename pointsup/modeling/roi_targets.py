@@ -70,6 +70,11 @@ class RoIMaskTargets:
             gt_masks=[t.masks for t in targets],
         )
 
+    def boxes_per_image(self) -> list[Tensor]:
+        """``boxes`` split by image (images after the last one with a RoI are left out)."""
+        num_images = int(self.image_index.max()) + 1 if len(self) else 0
+        return [self.boxes[self.image_index == i] for i in range(num_images)]
+
     def relative_points(self) -> tuple[Tensor, Tensor]:
         """The annotated points in proposal-box coordinates, with the ignore rule applied.
 

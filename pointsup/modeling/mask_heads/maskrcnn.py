@@ -97,8 +97,7 @@ class MaskRCNNMaskHead(RoIMaskHead):
         return {"loss_mask": output.loss, "mask_accuracy": output.accuracy}
 
     def losses(self, features: dict[str, Tensor], targets: RoIMaskTargets) -> dict[str, Tensor]:
-        boxes = [targets.boxes[targets.image_index == i] for i in range(int(targets.image_index.max()) + 1)] if len(targets) else [targets.boxes]
-        return self.loss_from_logits(self.logits(features, boxes), targets)
+        return self.loss_from_logits(self.logits(features, targets.boxes_per_image()), targets)
 
     def predict(self, features: dict[str, Tensor], boxes: list[Tensor], classes: list[Tensor]) -> list[Tensor]:
         counts = [len(b) for b in boxes]
