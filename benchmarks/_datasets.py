@@ -52,6 +52,16 @@ def prepare(name: str, work_dir: Path, seed: int = 0, synthetic_images: int = 96
     return BenchmarkData(name, Path(train_masks), train_points, Path(train_images), Path(val_json), Path(val_images), config)
 
 
+def head_config(data: BenchmarkData, mask_head: str) -> Path:
+    """The dataset's CPU recipe for ``mask_head`` ("maskrcnn", "pointrend", "implicit_pointrend")."""
+    if mask_head == "maskrcnn":
+        return data.config
+    config = CPU_CONFIGS / f"{data.name}_R18_{mask_head}_points.yaml"
+    if not config.is_file():
+        raise SystemExit(f"no CPU recipe for mask head {mask_head!r}: {config} is missing")
+    return config
+
+
 def data_overrides(data: BenchmarkData, supervision: str) -> list[str]:
     """Config overrides that train ``supervision`` on ``data`` and evaluate on its masked val split."""
     train_json = data.train_points if supervision == "points" else data.train_masks

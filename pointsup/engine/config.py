@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import re
 import types
 import typing
@@ -72,6 +73,27 @@ class ModelConfig:
     mask_head_num_conv: int = 4
     mask_head_norm: Literal["gn"] | None = None
     class_agnostic_mask: bool = False
+    #: PointRend / Implicit PointRend: FC layers of the coarse (parameter) head.
+    mask_head_fc_dim: int = 1024
+    mask_head_num_fc: int = 2
+    #: PointRend / Implicit PointRend: hidden width and number of hidden layers of the point head.
+    point_head_fc_dim: int = 256
+    point_head_num_fc: int = 3
+    #: Training points per RoI under mask supervision (PointRend: importance-sampled).
+    point_head_train_points: int = 196
+    point_head_oversample_ratio: float = 3.0
+    point_head_importance_ratio: float = 0.75
+    #: Adaptive subdivision at inference; null = the head's reference value (both reach 224x224).
+    subdivision_steps: int | None = None
+    subdivision_num_points: int = 784
+    implicit_params_l2_weight: float = 1e-5
+    implicit_image_features: bool = True
+    implicit_positional_encoding: bool = True
+    #: Start every RoI's point MLP at a Kaiming-initialised network instead of all-zero parameters
+    #: (the reference): needed to learn within short schedules from scratch.
+    implicit_base_init: bool = False
+    #: Train the mask head on the box branch's refined boxes (PointRend's recipe) instead of proposals.
+    train_mask_on_pred_boxes: bool = False
     #: Number of object classes; None takes it from the training dataset.
     num_classes: int | None = None
     #: Per-channel mean and standard deviation of RGB input in [0, 255].
@@ -355,6 +377,16 @@ def _consistency_problems(config: Config) -> list[tuple[str, str]]:
     check(len(model.pixel_mean) == 3, "model.pixel_mean", "must have 3 values (R, G, B)")
     check(len(model.pixel_std) == 3 and min(model.pixel_std, default=1) > 0, "model.pixel_std", "must have 3 positive values")
     check(0 < model.roi_positive_fraction <= 1, "model.roi_positive_fraction", "must be in (0, 1]")
+    check(model.mask_head_fc_dim >= 1 and model.mask_head_num_fc >= 1, "model.mask_head_num_fc", "needs at least one FC layer of positive width")
+    check(model.point_head_fc_dim >= 1 and model.point_head_num_fc >= 0, "model.point_head_fc_dim", "must be positive (and point_head_num_fc not negative)")
+    check(model.point_head_train_points >= 1, "model.point_head_train_points", "must be at least 1")
+    check(model.point_head_oversample_ratio >= 1, "model.point_head_oversample_ratio", "must be at least 1")
+    check(0 <= model.point_head_importance_ratio <= 1, "model.point_head_importance_ratio", "must be in [0, 1]")
+    check(model.subdivision_steps is None or model.subdivision_steps >= 0, "model.subdivision_steps", "must not be negative (or null)")
+    check(model.subdivision_num_points >= 1 and (model.mask_head != "implicit_pointrend" or math.isqrt(model.subdivision_num_points) ** 2 == model.subdivision_num_points),
+          "model.subdivision_num_points", "must be positive (and a square for implicit_pointrend: the first grid is its root)")
+    check(model.implicit_image_features or model.implicit_positional_encoding, "model.implicit_image_features",
+          "the implicit point head needs image features, a positional encoding, or both")
     check(len(data.min_size_train) > 0 and min(data.min_size_train, default=1) > 0, "data.min_size_train", "must be positive and non-empty")
     if data.min_size_train_sampling == "range":
         check(len(data.min_size_train) == 2, "data.min_size_train", "must be [low, high] when min_size_train_sampling is range")

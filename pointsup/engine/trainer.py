@@ -218,9 +218,10 @@ class Trainer:
             logged = reduce_dict({k: v.detach().float() for k, v in outputs.items()})
             logged["total_loss"] = sum(v for k, v in logged.items() if k.startswith("loss"))
             smoothed.update({k: float(v) for k, v in logged.items()})
+            mask_key = next((k for k in ("loss_mask", "loss_mask_point") if k in logged), None)
             bar.update(1)
             bar.set_postfix(loss=f"{smoothed.median('total_loss'):.3f}",
-                            mask=f"{smoothed.median('loss_mask'):.3f}" if "loss_mask" in logged else None,
+                            mask=f"{smoothed.median(mask_key):.3f}" if mask_key else None,
                             acc=f"{smoothed.median('point_accuracy'):.2f}" if "point_accuracy" in logged else None,
                             lr=f"{self.optimizer.param_groups[0]['lr']:.2g}", refresh=False)
             if done % config.log_period == 0 or done == solver.max_iter:

@@ -11,12 +11,15 @@ from torchvision.models.detection.rpn import RegionProposalNetwork, RPNHead
 
 from pointsup.modeling.backbone import FEATURE_NAMES, FEATURE_STRIDES, build_resnet_fpn, norm_factory
 from pointsup.modeling.mask_heads.base import RoIMaskHead, Supervision
+from pointsup.modeling.mask_heads.convfc import ConvFCHead, FineFeatureSampler
+from pointsup.modeling.mask_heads.implicit_pointrend import ImplicitPointHead, ImplicitPointRendMaskHead
 from pointsup.modeling.mask_heads.maskrcnn import MaskRCNNConvUpsample, MaskRCNNMaskHead
+from pointsup.modeling.mask_heads.pointrend import PointRendMaskHead, StandardPointHead
 from pointsup.modeling.mask_rcnn import MaskRCNN
 from pointsup.modeling.poolers import AlignedMultiScaleRoIAlign
 from pointsup.modeling.roi_heads import PointSupRoIHeads
 
-MASK_HEADS = ("maskrcnn",)
+MASK_HEADS = ("maskrcnn", "pointrend", "implicit_pointrend")
 BOX_HEADS = ("2fc", "4conv1fc")
 
 
@@ -26,6 +29,76 @@ def build_maskrcnn_mask_head(num_classes: int, supervision: Supervision, channel
     pooler = AlignedMultiScaleRoIAlign(FEATURE_NAMES, FEATURE_STRIDES, output_size=14)
     layers = MaskRCNNConvUpsample(channels, 1 if class_agnostic else num_classes, conv_dim, num_conv, norm_factory(norm))
     return MaskRCNNMaskHead(pooler, layers, supervision)
+
+
+def build_pointrend_mask_head(num_classes: int, supervision: Supervision, channels: int = 256, conv_dim: int = 256,
+                              fc_dim: int = 1024, num_fc: int = 2, point_fc_dim: int = 256, point_num_fc: int = 3,
+                              class_agnostic: bool = False, train_num_points: int = 196, oversample_ratio: float = 3.0,
+                              importance_ratio: float = 0.75, subdivision_steps: int = 5,
+                              subdivision_num_points: int = 784) -> RoIMaskHead:
+    """PointRend on p2: a 7x7 coarse conv-FC head and a point head (spec section E)."""
+    outputs = 1 if class_agnostic else num_classes
+    return PointRendMaskHead(
+        ConvFCHead(channels, 14, conv_dim, [fc_dim] * num_fc, (outputs, 7, 7)),
+        StandardPointHead(channels, outputs, point_fc_dim, point_num_fc),
+        FineFeatureSampler(FEATURE_NAMES[0], FEATURE_STRIDES[0]),
+        supervision,
+        train_num_points=train_num_points,
+        oversample_ratio=oversample_ratio,
+        importance_ratio=importance_ratio,
+        subdivision_steps=subdivision_steps,
+        subdivision_num_points=subdivision_num_points,
+    )
+
+
+def build_implicit_pointrend_mask_head(num_classes: int, supervision: Supervision, channels: int = 256, conv_dim: int = 256,
+                                       fc_dim: int = 1024, num_fc: int = 2, point_fc_dim: int = 256, point_num_fc: int = 3,
+                                       class_agnostic: bool = False, train_num_points: int = 196, subdivision_steps: int = 3,
+                                       subdivision_num_points: int = 784, params_l2_weight: float = 1e-5,
+                                       image_features: bool = True, positional_encoding: bool = True,
+                                       base_init: bool = False) -> RoIMaskHead:
+    """Implicit PointRend on p2: a parameter head and a dynamic point head (spec section D)."""
+    point_head = ImplicitPointHead(channels if image_features else 0, 1 if class_agnostic else num_classes,
+                                   point_fc_dim, point_num_fc, positional_encoding)
+    return ImplicitPointRendMaskHead(
+        ConvFCHead(channels, 14, conv_dim, [fc_dim] * num_fc, (point_head.num_params,)),
+        point_head,
+        FineFeatureSampler(FEATURE_NAMES[0], FEATURE_STRIDES[0]),
+        supervision,
+        train_num_points=train_num_points,
+        subdivision_steps=subdivision_steps,
+        subdivision_num_points=subdivision_num_points,
+        params_l2_weight=params_l2_weight,
+        base_init=base_init,
+    )
+
+
+def build_mask_head(kind: str, num_classes: int, supervision: Supervision, channels: int, conv_dim: int = 256,
+                    num_conv: int = 4, norm: str | None = None, fc_dim: int = 1024, num_fc: int = 2,
+                    point_fc_dim: int = 256, point_num_fc: int = 3, class_agnostic: bool = False,
+                    train_num_points: int = 196, oversample_ratio: float = 3.0, importance_ratio: float = 0.75,
+                    subdivision_steps: int | None = None, subdivision_num_points: int = 784,
+                    params_l2_weight: float = 1e-5, image_features: bool = True,
+                    positional_encoding: bool = True, base_init: bool = False) -> RoIMaskHead:
+    """The mask head named ``kind`` ("maskrcnn", "pointrend" or "implicit_pointrend").
+
+    ``subdivision_steps`` None takes each head's reference value (PointRend 5 from its 7x7
+    coarse mask, Implicit PointRend 3 from a 28x28 grid; both end at 224x224).
+    """
+    if kind == "maskrcnn":
+        return build_maskrcnn_mask_head(num_classes, supervision, channels, conv_dim, num_conv, norm, class_agnostic)
+    if kind == "pointrend":
+        return build_pointrend_mask_head(num_classes, supervision, channels, conv_dim, fc_dim, num_fc, point_fc_dim,
+                                         point_num_fc, class_agnostic, train_num_points, oversample_ratio,
+                                         importance_ratio, 5 if subdivision_steps is None else subdivision_steps,
+                                         subdivision_num_points)
+    if kind == "implicit_pointrend":
+        return build_implicit_pointrend_mask_head(num_classes, supervision, channels, conv_dim, fc_dim, num_fc,
+                                                  point_fc_dim, point_num_fc, class_agnostic, train_num_points,
+                                                  3 if subdivision_steps is None else subdivision_steps,
+                                                  subdivision_num_points, params_l2_weight, image_features,
+                                                  positional_encoding, base_init)
+    raise ValueError(f"unknown mask head {kind!r}; choose from {MASK_HEADS}")
 
 
 def build_box_head(kind: str, channels: int, norm: str | None) -> tuple[nn.Module, int]:
@@ -66,6 +139,20 @@ def build_mask_rcnn(
     mask_head_num_conv: int = 4,
     mask_head_norm: str | None = None,
     class_agnostic_mask: bool = False,
+    mask_head_fc_dim: int = 1024,
+    mask_head_num_fc: int = 2,
+    point_head_fc_dim: int = 256,
+    point_head_num_fc: int = 3,
+    point_head_train_points: int = 196,
+    point_head_oversample_ratio: float = 3.0,
+    point_head_importance_ratio: float = 0.75,
+    subdivision_steps: int | None = None,
+    subdivision_num_points: int = 784,
+    implicit_params_l2_weight: float = 1e-5,
+    implicit_image_features: bool = True,
+    implicit_positional_encoding: bool = True,
+    implicit_base_init: bool = False,
+    train_mask_on_pred_boxes: bool = False,
     pixel_mean: Sequence[float] = (123.675, 116.28, 103.53),
     pixel_std: Sequence[float] = (58.395, 57.12, 57.375),
 ) -> MaskRCNN:
@@ -94,8 +181,13 @@ def build_mask_rcnn(
         AlignedMultiScaleRoIAlign(FEATURE_NAMES, FEATURE_STRIDES, output_size=7),
         head,
         FastRCNNPredictor(representation, num_classes + 1),
-        build_maskrcnn_mask_head(num_classes, supervision, fpn_channels, mask_head_conv_dim, mask_head_num_conv,
-                                 mask_head_norm, class_agnostic_mask),
+        build_mask_head(mask_head, num_classes, supervision, fpn_channels, mask_head_conv_dim, mask_head_num_conv,
+                        mask_head_norm, mask_head_fc_dim, mask_head_num_fc, point_head_fc_dim, point_head_num_fc,
+                        class_agnostic_mask, point_head_train_points, point_head_oversample_ratio,
+                        point_head_importance_ratio, subdivision_steps, subdivision_num_points,
+                        implicit_params_l2_weight, implicit_image_features, implicit_positional_encoding,
+                        implicit_base_init),
+        train_mask_on_pred_boxes=train_mask_on_pred_boxes,
         batch_size_per_image=roi_batch_size_per_image,
         positive_fraction=roi_positive_fraction,
         score_thresh=box_score_thresh,
@@ -113,6 +205,9 @@ def build_model(model_config: Any, num_classes: int, supervision: Supervision) -
         "rpn_post_nms_top_n_train", "rpn_post_nms_top_n_test", "rpn_nms_thresh", "rpn_batch_size_per_image",
         "roi_batch_size_per_image", "roi_positive_fraction", "box_head", "box_score_thresh", "box_nms_thresh",
         "detections_per_image", "mask_head", "mask_head_conv_dim", "mask_head_num_conv", "mask_head_norm",
-        "class_agnostic_mask", "pixel_mean", "pixel_std",
+        "class_agnostic_mask", "mask_head_fc_dim", "mask_head_num_fc", "point_head_fc_dim", "point_head_num_fc",
+        "point_head_train_points", "point_head_oversample_ratio", "point_head_importance_ratio", "subdivision_steps",
+        "subdivision_num_points", "implicit_params_l2_weight", "implicit_image_features",
+        "implicit_positional_encoding", "implicit_base_init", "train_mask_on_pred_boxes", "pixel_mean", "pixel_std",
     ]
     return build_mask_rcnn(num_classes=num_classes, supervision=supervision, **{k: getattr(model_config, k) for k in keys})

@@ -8,7 +8,7 @@ import torch
 from torch import Tensor
 from torchvision.ops import roi_align
 
-from pointsup.modeling.point_ops import ignore_points_outside_box, image_points_to_box
+from pointsup.modeling.point_ops import box_points_to_image, ignore_points_outside_box, image_points_to_box, point_sample
 from pointsup.structures.instances import InstanceTargets
 
 
@@ -86,14 +86,43 @@ class RoIMaskTargets:
             relative = image_points_to_box(self.point_coords, self.boxes.to(torch.float32))
             return relative, ignore_points_outside_box(relative, self.point_labels)
 
+    def _require_masks(self) -> None:
+        if any(m is None for m in self.gt_masks):
+            raise ValueError("mask supervision needs ground-truth masks; this data has none (use supervision: points)")
+
+    def soft_mask_labels(self, relative_points: Tensor) -> Tensor:
+        """The matched GT masks read at box-relative points (PointRend's soft point labels).
+
+        Each mask is sampled bilinearly at the point's image coordinate (pixel centres at
+        ``d + 0.5``, zero outside the image), so labels near the boundary lie between 0 and 1.
+
+        Args:
+            relative_points: (R, P, 2) ``(u, v)`` in each RoI's box.
+
+        Returns:
+            (R, P) float labels in [0, 1], computed without gradient.
+        """
+        self._require_masks()
+        with torch.no_grad():
+            image_points = box_points_to_image(relative_points.to(torch.float32), self.boxes.to(torch.float32))
+            labels = image_points.new_zeros(image_points.shape[:2])
+            for i, masks in enumerate(self.gt_masks):
+                rows = torch.nonzero(self.image_index == i).squeeze(1)
+                if len(rows) == 0:
+                    continue
+                height, width = masks.shape[-2:]
+                scale = torch.tensor([width, height], dtype=torch.float32, device=image_points.device)
+                matched = masks[self.matched_index[rows]].to(torch.float32).unsqueeze(1)
+                labels[rows] = point_sample(matched, image_points[rows] / scale)[:, 0]
+            return labels
+
     def mask_crops(self, side: int) -> Tensor:
         """The matched GT masks resampled into each proposal box (detectron2's crop_and_resize).
 
         Returns:
             (R, side, side) float masks binarised at 0.5.
         """
-        if any(m is None for m in self.gt_masks):
-            raise ValueError("mask supervision needs ground-truth masks; this data has none (use supervision: points)")
+        self._require_masks()
         crops = self.boxes.new_zeros((len(self), side, side))
         for i, masks in enumerate(self.gt_masks):
             rows = torch.nonzero(self.image_index == i).squeeze(1)

@@ -93,9 +93,14 @@ def load_model_weights(model: nn.Module, source: str, category_ids: Sequence[int
         ValueError: the file does not fit this model (lists the mismatching parameters).
     """
     state = _read_state(source)
+    own = model.state_dict()
     if any(k.startswith("roi_heads.mask_predictor") for k in state):
         state = convert_torchvision_maskrcnn(state, category_ids)
-    own = model.state_dict()
+        other_head = [k for k in state if k.startswith("roi_heads.point_mask_head.") and k not in own]
+        if other_head:  # e.g. a PointRend model initialised from torchvision's Mask R-CNN: its mask head is not ours
+            log.info("%s: the Mask R-CNN mask head (%d tensors) does not fit this model's mask head; left out",
+                     source, len(other_head))
+            state = {k: v for k, v in state.items() if k not in other_head}
     state = {k: v for k, v in state.items() if k in own or not k.endswith("num_batches_tracked")}
     mismatched = [f"{k}: file {tuple(v.shape)} vs model {tuple(own[k].shape)}" for k, v in state.items()
                   if k in own and own[k].shape != v.shape]

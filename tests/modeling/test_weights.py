@@ -51,3 +51,13 @@ def test_mismatched_checkpoint_names_the_parameters(tmp_path) -> None:
         load_model_weights(build_mask_rcnn(2, "points"), str(path))
     with pytest.raises(FileNotFoundError, match="missing.pth"):
         load_model_weights(small, str(tmp_path / "missing.pth"))
+
+
+def test_torchvision_coco_weights_initialise_a_pointrend_model_except_its_mask_head(torchvision_state: tuple[dict, str]) -> None:
+    state, path = torchvision_state
+    model = build_mask_rcnn(2, "points", mask_head="pointrend", mask_head_fc_dim=64, point_head_fc_dim=16)
+    before = model.state_dict()["roi_heads.point_mask_head.coarse_head.fc1.weight"].clone()
+    load_model_weights(model, path, [1, 3])
+    after = model.state_dict()
+    assert torch.equal(after["backbone.body.layer3.0.conv1.weight"], state["backbone.body.layer3.0.conv1.weight"])
+    assert torch.equal(after["roi_heads.point_mask_head.coarse_head.fc1.weight"], before)
