@@ -49,6 +49,7 @@ from torch import Tensor
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from pointsup.modeling.backbone import FEATURE_NAMES, FEATURE_STRIDES  # noqa: E402
+from pointsup.engine.distributed import resolve_device  # noqa: E402
 from pointsup.modeling.build import build_mask_head  # noqa: E402
 from pointsup.modeling.mask_heads.base import RoIMaskHead  # noqa: E402
 
@@ -195,14 +196,6 @@ def compare_masks(fast: Tensor, reference: Tensor) -> dict[str, float | int | bo
         "foreground_fraction": float((reference > 0.5).float().mean()) if total else 0.0,
         "equal": differing <= NEGLIGIBLE_PIXEL_FRACTION * total,
     }
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise SystemExit("--device cuda: no CUDA device is available")
-    return torch.device(name)
 
 
 def run_variants(args: argparse.Namespace, device: torch.device) -> dict[str, Result]:

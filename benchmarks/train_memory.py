@@ -43,6 +43,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from pointsup.engine.solver import build_optimizer  # noqa: E402
+from pointsup.engine.distributed import resolve_device  # noqa: E402
 from pointsup.modeling.build import MASK_HEADS, build_mask_rcnn  # noqa: E402
 from pointsup.modeling.mask_rcnn import total_loss  # noqa: E402
 from pointsup.structures.instances import InstanceTargets, Sample  # noqa: E402
@@ -112,14 +113,6 @@ def synthetic_sample(height: int, width: int, num_instances: int, num_classes: i
     )
     image = torch.randint(0, 256, (3, height, width), dtype=torch.uint8, generator=generator)
     return Sample(image, image_id, f"synthetic_{image_id}.png", (height, width), targets)
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise SystemExit("--device cuda: no CUDA device is available")
-    return torch.device(name)
 
 
 def measure_head(head: str, args: argparse.Namespace) -> dict:

@@ -27,9 +27,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from pointsup.modeling.losses import point_loss, select_class_channel
-from pointsup.modeling.mask_heads.base import RoIMaskHead, Supervision
+from pointsup.modeling.mask_heads.base import Supervision
 from pointsup.modeling.mask_heads.convfc import ConvFCHead, FineFeatureSampler
-from pointsup.modeling.mask_heads.subdivision import subdivide
+from pointsup.modeling.mask_heads.subdivision import SubdivisionMaskHead, subdivide
 from pointsup.modeling.roi_targets import RoIMaskTargets
 
 #: Random Fourier features per coordinate pair (each gives a sine and a cosine channel).
@@ -170,7 +170,7 @@ class ImplicitPointHead(nn.Module):
         return self.run_layers(self.inputs(fine_features, points), weights, biases)
 
 
-class ImplicitPointRendMaskHead(RoIMaskHead):
+class ImplicitPointRendMaskHead(SubdivisionMaskHead):
     """Implicit PointRend behind the :class:`RoIMaskHead` boundary.
 
     Args:
@@ -287,11 +287,5 @@ class ImplicitPointRendMaskHead(RoIMaskHead):
                            self.subdivision_steps, self.subdivision_num_points, boxes.device)
         return select_class_channel(logits, classes)
 
-    def predict(self, features: dict[str, Tensor], boxes: list[Tensor], classes: list[Tensor]) -> list[Tensor]:
-        counts = [len(b) for b in boxes]
-        side = math.isqrt(self.subdivision_num_points) << self.subdivision_steps
-        if sum(counts) == 0:
-            return [b.new_zeros((0, side, side)) for b in boxes]
-        image_index = torch.cat([torch.full((n,), i, dtype=torch.int64, device=b.device) for i, (b, n) in enumerate(zip(boxes, counts))])
-        logits = self.predict_logits(features, torch.cat(boxes), image_index, torch.cat(classes))
-        return list(logits[:, 0].sigmoid().split(counts))
+    def output_side(self) -> int:
+        return math.isqrt(self.subdivision_num_points) << self.subdivision_steps

@@ -26,10 +26,10 @@ import torch
 from torch import Tensor, nn
 
 from pointsup.modeling.losses import point_loss, roi_mask_loss, roi_point_loss, select_class_channel
-from pointsup.modeling.mask_heads.base import RoIMaskHead, Supervision
+from pointsup.modeling.mask_heads.base import Supervision
 from pointsup.modeling.mask_heads.convfc import ConvFCHead, FineFeatureSampler
 from pointsup.modeling.mask_heads.maskrcnn import msra_fill
-from pointsup.modeling.mask_heads.subdivision import initial_resolution, subdivide
+from pointsup.modeling.mask_heads.subdivision import SubdivisionMaskHead, initial_resolution, subdivide
 from pointsup.modeling.point_ops import importance_sample_points, point_sample
 from pointsup.modeling.roi_targets import RoIMaskTargets
 
@@ -105,7 +105,7 @@ class StandardPointHead(nn.Module):
         return logits.unsqueeze(1)
 
 
-class PointRendMaskHead(RoIMaskHead):
+class PointRendMaskHead(SubdivisionMaskHead):
     """PointRend behind the :class:`RoIMaskHead` boundary.
 
     Args:
@@ -190,12 +190,3 @@ class PointRendMaskHead(RoIMaskHead):
     def output_side(self) -> int:
         side, steps = initial_resolution(self.coarse_side, self.subdivision_steps, self.subdivision_num_points)
         return side << steps
-
-    def predict(self, features: dict[str, Tensor], boxes: list[Tensor], classes: list[Tensor]) -> list[Tensor]:
-        counts = [len(b) for b in boxes]
-        if sum(counts) == 0:
-            side = self.output_side()
-            return [b.new_zeros((0, side, side)) for b in boxes]
-        image_index = torch.cat([torch.full((n,), i, dtype=torch.int64, device=b.device) for i, (b, n) in enumerate(zip(boxes, counts))])
-        logits = self.predict_logits(features, torch.cat(boxes), image_index, torch.cat(classes))
-        return list(logits[:, 0].sigmoid().split(counts))

@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from pointsup.modeling.mask_heads.base import RoIMaskHead
 from pointsup.modeling.point_ops import most_uncertain_grid_points, point_uncertainty, regular_grid_points
 
 #: (R, P, 2) box-relative points → (R, C, P) logits (C = 1 when only the predicted class is evaluated).
@@ -58,3 +59,25 @@ def subdivide(point_logits: PointLogitsFn, num_rois: int, classes: Tensor, initi
         logits = logits.scatter(2, indices.unsqueeze(1).expand(-1, channels, -1), refined.to(logits.dtype))
         logits = logits.view(num_rois, channels, height, width)
     return logits
+
+
+class SubdivisionMaskHead(RoIMaskHead):
+    """A mask head whose masks come from :func:`subdivide`: subclasses give the logits of all
+    detections at once and the side of the final grid; this class splits them by image."""
+
+    def output_side(self) -> int:
+        """S, the side of the predicted masks."""
+        raise NotImplementedError
+
+    def predict_logits(self, features: dict[str, Tensor], boxes: Tensor, image_index: Tensor, classes: Tensor) -> Tensor:
+        """(R, 1, S, S) logits of each detection's class; boxes (R, 4), image_index and classes (R,)."""
+        raise NotImplementedError
+
+    def predict(self, features: dict[str, Tensor], boxes: list[Tensor], classes: list[Tensor]) -> list[Tensor]:
+        counts = [len(b) for b in boxes]
+        if sum(counts) == 0:
+            side = self.output_side()
+            return [b.new_zeros((0, side, side)) for b in boxes]
+        image_index = torch.cat([torch.full((n,), i, dtype=torch.int64, device=b.device) for i, (b, n) in enumerate(zip(boxes, counts))])
+        logits = self.predict_logits(features, torch.cat(boxes), image_index, torch.cat(classes))
+        return list(logits[:, 0].sigmoid().split(counts))
