@@ -67,3 +67,11 @@ def data_overrides(data: BenchmarkData, supervision: str) -> list[str]:
     train_json = data.train_points if supervision == "points" else data.train_masks
     return [f"supervision={supervision}", f"data.train_json={train_json}", f"data.train_images={data.train_images}",
             f"data.val_json={data.val_json}", f"data.val_images={data.val_images}"]
+
+
+def schedule_overrides(iterations: int | None) -> list[str]:
+    """Overrides that shorten or lengthen a recipe to ``iterations`` (learning-rate steps at 75 %
+    and 92 %); none when ``iterations`` is None."""
+    if not iterations:
+        return []
+    return [f"solver.max_iter={iterations}", f"solver.steps=[{int(iterations * 0.75)},{int(iterations * 0.92)}]"]

@@ -4,12 +4,14 @@ Usage: python benchmarks/supervision_gap.py DATASET [DATASET ...] [--heads HEAD 
        [--supervisions masks points] [--iterations N] [--seed S] [--work-dir DIR] [KEY=VALUE ...]
 
 DATASET is "synthetic" (generated, 96 images at 320 px) or "balloon" (../shared/datasets). HEAD is
-"maskrcnn", "pointrend" or "implicit_pointrend" (default: all three). For each dataset and head,
-the CPU recipe (configs/cpu/) is trained from the same seed once with the masks and once with
-simulated P10 points, and every model is evaluated on the same validation split with real masks.
+"maskrcnn", "pointrend", "implicit_pointrend" or "condinst" (default: all four). For each dataset
+and head, the CPU recipe (configs/cpu/) is trained from the same seed once with the masks and once
+with simulated P10 points, and CondInst also from the boxes alone (BoxInst); every model is
+evaluated on the same validation split with real masks.
 
 Prints mask and box AP of every run, the ratio P10 / masks per head, and checks the acceptance
-criteria: ratio >= 0.94, and Implicit PointRend with P10 >= Mask R-CNN with P10. Results go to
+criteria: Implicit PointRend with P10 >= Mask R-CNN with P10; CondInst with P10 >= 90 % of
+CondInst with masks, and CondInst with P10 > BoxInst. Results go to
 supervision_gap.json in the work folder; with --work-dir, runs already recorded there are not
 repeated, so an interrupted benchmark continues where it stopped.
 """
@@ -25,24 +27,22 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks._datasets import data_overrides, head_config, prepare  # noqa: E402
+from benchmarks._datasets import data_overrides, head_config, prepare, schedule_overrides  # noqa: E402
 from pointsup.engine.config import load_config  # noqa: E402
 from pointsup.engine.trainer import train  # noqa: E402
 from pointsup.utils.atomic import write_json_atomic  # noqa: E402
 
-TARGET_RATIO = 0.94
-HEADS = ("maskrcnn", "pointrend", "implicit_pointrend")
-SUPERVISIONS = ("masks", "points")
+HEADS = ("maskrcnn", "pointrend", "implicit_pointrend", "condinst")
+SUPERVISIONS = ("masks", "points", "boxes")
+#: CondInst with P10 must keep this share of its mask-supervised AP
+CONDINST_TARGET_RATIO = 0.9
 
 
 def train_one(dataset: str, head: str, supervision: str, work_dir: Path, seed: int, iterations: int | None,
               extra: list[str]) -> dict:
     """Train and evaluate one (dataset, head, supervision) run; returns its result row."""
     data = prepare(dataset, work_dir / dataset, seed)
-    overrides = [f"seed={seed}", "device=cpu", *data_overrides(data, supervision), *extra]
-    if iterations:
-        overrides.append(f"solver.max_iter={iterations}")
-        overrides.append(f"solver.steps=[{int(iterations * 0.75)},{int(iterations * 0.92)}]")
+    overrides = [f"seed={seed}", "device=cpu", *data_overrides(data, supervision), *extra, *schedule_overrides(iterations)]
     started = time.perf_counter()
     result = train(load_config(head_config(data, head), overrides), work_dir / dataset / head / supervision)
     return {"dataset": dataset, "head": head, "supervision": supervision,
@@ -55,25 +55,35 @@ def summarise(rows: list[dict]) -> list[str]:
     """The table lines and acceptance verdicts of the recorded runs."""
     by_key = {(r["dataset"], r["head"], r["supervision"]): r for r in rows}
     lines = [f"{'dataset':<10} {'head':<19} {'iters':>6} {'mask AP masks':>14} {'mask AP P10':>12} {'P10/masks':>10} "
-             f"{'box AP masks':>13} {'box AP P10':>11}"]
+             f"{'mask AP boxes':>14} {'box AP masks':>13} {'box AP P10':>11}"]
     for dataset in dict.fromkeys(r["dataset"] for r in rows):
         for head in HEADS:
             masks, points = by_key.get((dataset, head, "masks")), by_key.get((dataset, head, "points"))
-            if not masks and not points:
+            boxes = by_key.get((dataset, head, "boxes"))
+            if not masks and not points and not boxes:
                 continue
-            iters = (points or masks)["iterations"]
+            iters = (points or masks or boxes)["iterations"]
 
             def value(row: dict | None, key: str) -> str:
                 return f"{row[key]:.1f}" if row else "-"
 
             ratio = f"{points['segm_AP'] / masks['segm_AP']:.1%}" if masks and points and masks["segm_AP"] > 0 else "-"
             lines.append(f"{dataset:<10} {head:<19} {iters:>6} {value(masks, 'segm_AP'):>14} {value(points, 'segm_AP'):>12} "
-                         f"{ratio:>10} {value(masks, 'bbox_AP'):>13} {value(points, 'bbox_AP'):>11}")
+                         f"{ratio:>10} {value(boxes, 'segm_AP'):>14} {value(masks, 'bbox_AP'):>13} {value(points, 'bbox_AP'):>11}")
         implicit, maskrcnn = by_key.get((dataset, "implicit_pointrend", "points")), by_key.get((dataset, "maskrcnn", "points"))
         if implicit and maskrcnn:
             verdict = "ok" if implicit["segm_AP"] >= maskrcnn["segm_AP"] else "NOT MET"
             lines.append(f"{dataset}: Implicit PointRend P10 {implicit['segm_AP']:.1f} vs Mask R-CNN P10 "
                          f"{maskrcnn['segm_AP']:.1f} mask AP: {verdict}")
+        condinst = {sup: by_key.get((dataset, "condinst", sup)) for sup in SUPERVISIONS}
+        if condinst["points"] and condinst["masks"]:
+            ratio = condinst["points"]["segm_AP"] / max(condinst["masks"]["segm_AP"], 1e-9)
+            verdict = "ok" if ratio >= CONDINST_TARGET_RATIO else "NOT MET"
+            lines.append(f"{dataset}: CondInst P10 / masks {ratio:.1%} (target >= {CONDINST_TARGET_RATIO:.0%}): {verdict}")
+        if condinst["points"] and condinst["boxes"]:
+            verdict = "ok" if condinst["points"]["segm_AP"] > condinst["boxes"]["segm_AP"] else "NOT MET"
+            lines.append(f"{dataset}: CondInst P10 {condinst['points']['segm_AP']:.1f} vs BoxInst "
+                         f"{condinst['boxes']['segm_AP']:.1f} mask AP: {verdict}")
     return lines
 
 
@@ -96,6 +106,8 @@ def main(argv: list[str] | None = None) -> int:
         for dataset in datasets:
             for head in args.heads:
                 for supervision in args.supervisions:
+                    if supervision == "boxes" and head != "condinst":
+                        continue  # box supervision (BoxInst) exists for CondInst only
                     done = [r for r in rows if (r["dataset"], r["head"], r["supervision"]) == (dataset, head, supervision)
                             and (args.iterations is None or r["iterations"] == args.iterations)]
                     if done:

@@ -157,6 +157,32 @@ def _run_predict(args: argparse.Namespace) -> None:
     predict_to_folder(args.weights, args.images, args.output, args.score_threshold, args.device, args.config)
 
 
+def _run_pseudo_label(args: argparse.Namespace) -> None:
+    from pointsup.engine.config import load_config
+    from pointsup.engine.predictor import load_trained_model
+    from pointsup.engine.pseudo_label import pseudo_label
+
+    if args.overrides and not args.config:
+        raise CommandError("KEY=VALUE overrides apply to --config: give the config file as well")
+    config = load_config(args.config, args.overrides) if args.config else None
+    trained = load_trained_model(args.weights, args.device, config)
+    images = args.images or trained.config.data.train_images
+    if not images:
+        raise CommandError("give --images (the folder the dataset's file_name entries are relative to)")
+    if not Path(images).is_dir():
+        raise CommandError(f"images folder not found: {images}")
+    report = pseudo_label(trained, args.dataset, images, args.output, args.reference, args.weights)
+    print(report.format())
+    print(f"wrote {args.output}")
+
+
+def _run_selftrain(args: argparse.Namespace) -> None:
+    from pointsup.engine.selftrain import run_selftraining
+
+    result = run_selftraining(args.config, args.output, args.overrides, args.num_gpus, args.device, args.reference)
+    print(result.format())
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="pointsup", description="Pointly-supervised instance segmentation.")
     parser.add_argument("--version", action="version", version=f"%(prog)s {__import__('pointsup').__version__}")
@@ -233,9 +259,32 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--device", default="auto")
     predict.set_defaults(handler=_run_predict)
 
+    pseudo = commands.add_parser("pseudo-label", help="pseudo masks for every training instance from a point-trained model and the GT boxes")
+    pseudo.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="overrides of --config (e.g. data.min_size_test=800)")
+    pseudo.add_argument("--weights", type=Path, required=True, help="checkpoint of a point-supervised model")
+    pseudo.add_argument("--dataset", type=Path, required=True, help="COCO JSON with the boxes (and points) to pseudo-label")
+    pseudo.add_argument("-o", "--output", type=Path, required=True, help="COCO JSON to write, with a mask on every instance")
+    pseudo.add_argument("--config", type=Path, default=None, help="config to use instead of the checkpoint's")
+    pseudo.add_argument("--images", type=Path, default=None, help="image folder (default: the config's data.train_images)")
+    pseudo.add_argument("--reference", type=Path, default=None, help="COCO JSON with the true masks, to report the pseudo masks' IoU")
+    pseudo.add_argument("--device", default="auto")
+    pseudo.set_defaults(handler=_run_pseudo_label)
+
+    selftrain = commands.add_parser("selftrain", help="train on points, pseudo-label the training set, retrain on the pseudo masks")
+    selftrain.add_argument("config", type=Path, help="a point-supervised recipe")
+    selftrain.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="overrides for both training stages")
+    selftrain.add_argument("--output", type=Path, required=True, help="run folder (an interrupted run continues in it)")
+    selftrain.add_argument("--num-gpus", type=_positive_int, default=1, help="local processes per training stage")
+    selftrain.add_argument("--reference", type=Path, default=None, help="COCO JSON with the true training masks, to report the pseudo masks' IoU")
+    selftrain.add_argument("--device", default="auto", help="device for pseudo-labelling")
+    selftrain.set_defaults(handler=_run_selftrain)
+
     from pointsup.annotator.cli import add_annotate_parser
 
     add_annotate_parser(commands)
+    from pointsup.analysis.cli import add_cost_parser
+
+    add_cost_parser(commands)
     return parser
 
 
@@ -249,6 +298,7 @@ _USER_ERRORS = (
     ("pointsup.data.dataset", "ImageReadError"),
     ("pointsup.data.dataset", "ImageSizeError"),
     ("pointsup.data.dataset", "AnnotationError"),
+    ("pointsup.engine.pseudo_label", "PseudoLabelError"),
 )
 
 

@@ -8,7 +8,7 @@ from pointsup.data.dataset import ImageReadError, InstanceDataset
 from pointsup.data.transforms import Compose, build_test_transforms, build_train_transforms
 from pointsup.engine.config import Config, ConfigError
 from pointsup.modeling.build import build_model
-from pointsup.modeling.mask_rcnn import MaskRCNN
+from pointsup.modeling.detector import Detector
 from pointsup.modeling.weights import load_model_weights
 
 
@@ -35,7 +35,8 @@ def build_train_dataset(config: Config) -> InstanceDataset:
     """The training set with the targets the supervision needs (all image files checked to exist)."""
     data = config.data
     dataset = InstanceDataset(_require(data.train_json, "data.train_json"), _require(data.train_images, "data.train_images"),
-                              supervision=config.supervision, filter_empty=data.filter_empty)
+                              supervision="none" if config.supervision == "boxes" else config.supervision,
+                              filter_empty=data.filter_empty)
     check_images_exist(dataset)
     return dataset
 
@@ -79,7 +80,7 @@ def num_classes_for(config: Config, dataset: InstanceDataset | None) -> int:
     return dataset.num_classes
 
 
-def model_from_config(config: Config, num_classes: int, label_to_category_id: list[int] | None = None) -> MaskRCNN:
+def model_from_config(config: Config, num_classes: int, label_to_category_id: list[int] | None = None) -> Detector:
     """The model of ``config.model``, with ``model.weights`` loaded when set."""
     model = build_model(config.model, num_classes, config.supervision)
     if config.model.weights:

@@ -45,6 +45,9 @@ class ConfigError(ValueError):
 class ModelConfig:
     """The detector: backbone, FPN, RPN, box and mask heads (see ``pointsup.modeling``)."""
 
+    #: "mask_rcnn" (two-stage, with the mask head of ``mask_head``) or "condinst" (one-stage FCOS
+    #: with dynamic mask heads; BoxInst when ``supervision: boxes``).
+    architecture: Literal["mask_rcnn", "condinst"] = "mask_rcnn"
     backbone: Literal["resnet18", "resnet34", "resnet50", "resnet101", "resnext101_32x8d"] = "resnet50"
     norm: Literal["frozen_bn", "bn", "gn", "syncbn"] = "frozen_bn"
     #: ImageNet weights for the backbone: a file, or "imagenet" for torchvision's published ones.
@@ -94,6 +97,31 @@ class ModelConfig:
     implicit_base_init: bool = False
     #: Train the mask head on the box branch's refined boxes (PointRend's recipe) instead of proposals.
     train_mask_on_pred_boxes: bool = False
+    #: CondInst: FCOS head (convs per tower, assignment radius in strides, post-processing).
+    fcos_num_convs: int = 4
+    fcos_center_sampling_radius: float = 1.5
+    fcos_score_thresh: float = 0.05
+    fcos_topk_candidates: int = 1000
+    fcos_nms_thresh: float = 0.6
+    #: CondInst: mask branch on p3-p5 (width, output channels, convs, normalisation).
+    condinst_mask_branch_channels: int = 128
+    condinst_mask_branch_out_channels: int = 8
+    condinst_mask_branch_num_convs: int = 4
+    condinst_mask_branch_norm: Literal["bn", "gn"] | None = "bn"
+    #: CondInst: the dynamic mask head (hidden width, layers) and the scale of its relative
+    #: coordinates per level p3..p7.
+    condinst_mask_head_channels: int = 8
+    condinst_mask_head_num_layers: int = 3
+    condinst_sizes_of_interest: list[float] = field(default_factory=lambda: [64.0, 128.0, 256.0, 512.0, 1024.0])
+    #: CondInst: positive locations per batch that train the masks (a random subset beyond it).
+    condinst_max_proposals: int = 500
+    #: CondInst: side of the box-relative grid the image-level masks are cut to at inference.
+    condinst_mask_resolution: int = 112
+    #: BoxInst (supervision: boxes): pairwise neighbourhood, colour-similarity threshold, warmup.
+    boxinst_pairwise_size: int = 3
+    boxinst_pairwise_dilation: int = 2
+    boxinst_pairwise_color_thresh: float = 0.3
+    boxinst_pairwise_warmup_iters: int = 10000
     #: Number of object classes; None takes it from the training dataset.
     num_classes: int | None = None
     #: Per-channel mean and standard deviation of RGB input in [0, 255].
@@ -171,7 +199,8 @@ class Config:
 
     #: -1 draws a random seed at the start of training (the trainer records the one it used).
     seed: int = -1
-    supervision: Literal["points", "masks"] = "points"
+    #: What trains the masks: "points" (the paper), "masks", or "boxes" (BoxInst; condinst only).
+    supervision: Literal["points", "masks", "boxes"] = "points"
     output_dir: str = "output"
     #: "auto" (CUDA when available), "cpu", "cuda", "cuda:N" or "mps".
     device: str = "auto"
@@ -377,6 +406,26 @@ def _consistency_problems(config: Config) -> list[tuple[str, str]]:
     check(len(model.pixel_mean) == 3, "model.pixel_mean", "must have 3 values (R, G, B)")
     check(len(model.pixel_std) == 3 and min(model.pixel_std, default=1) > 0, "model.pixel_std", "must have 3 positive values")
     check(0 < model.roi_positive_fraction <= 1, "model.roi_positive_fraction", "must be in (0, 1]")
+    check(config.supervision != "boxes" or model.architecture == "condinst", "supervision",
+          "boxes (BoxInst) needs model.architecture: condinst")
+    if model.architecture == "condinst":
+        check(model.weights != "coco", "model.weights", "coco means torchvision's COCO Mask R-CNN, which does not fit CondInst; "
+              "use model.backbone_weights: imagenet, or a pointsup CondInst checkpoint")
+        check(model.fpn_channels % 32 == 0 and model.fpn_channels >= 64, "model.fpn_channels",
+              "must be a multiple of 32 and at least 64 for CondInst (GroupNorm(32) in the FCOS towers needs several "
+              "values per group on the 1x1 p7 of small images)")
+        check(model.fcos_num_convs >= 0 and model.fcos_center_sampling_radius > 0, "model.fcos_center_sampling_radius", "must be positive")
+        check(0 <= model.fcos_score_thresh < 1 and model.fcos_topk_candidates >= 1 and 0 < model.fcos_nms_thresh <= 1,
+              "model.fcos_score_thresh", "score threshold in [0, 1), topk_candidates >= 1, nms_thresh in (0, 1]")
+        check(min(model.condinst_mask_branch_channels, model.condinst_mask_branch_out_channels, model.condinst_mask_head_channels) >= 1
+              and model.condinst_mask_branch_num_convs >= 0 and model.condinst_mask_head_num_layers >= 1,
+              "model.condinst_mask_head_num_layers", "widths and layer counts must be positive")
+        check(len(model.condinst_sizes_of_interest) == 5 and min(model.condinst_sizes_of_interest) > 0,
+              "model.condinst_sizes_of_interest", "needs 5 positive values (p3..p7)")
+        check(model.condinst_max_proposals >= 1 and model.condinst_mask_resolution >= 1, "model.condinst_max_proposals", "must be positive")
+        check(model.boxinst_pairwise_size % 2 == 1 and model.boxinst_pairwise_dilation >= 1 and model.boxinst_pairwise_warmup_iters >= 0,
+              "model.boxinst_pairwise_size", "must be odd (dilation >= 1, warmup >= 0)")
+        check(0 <= model.boxinst_pairwise_color_thresh <= 1, "model.boxinst_pairwise_color_thresh", "must be in [0, 1]")
     check(model.mask_head_fc_dim >= 1 and model.mask_head_num_fc >= 1, "model.mask_head_num_fc", "needs at least one FC layer of positive width")
     check(model.point_head_fc_dim >= 1 and model.point_head_num_fc >= 0, "model.point_head_fc_dim", "must be positive (and point_head_num_fc not negative)")
     check(model.point_head_train_points >= 1, "model.point_head_train_points", "must be at least 1")

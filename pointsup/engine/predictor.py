@@ -19,7 +19,7 @@ from pointsup.engine.checkpoint import CheckpointError, load_model_state, read_c
 from pointsup.engine.config import Config, config_from_dict
 from pointsup.engine.distributed import resolve_device
 from pointsup.modeling.build import build_model
-from pointsup.modeling.mask_rcnn import MaskRCNN
+from pointsup.modeling.detector import Detector
 from pointsup.modeling.postprocess import masks_to_rles
 from pointsup.structures.instances import Detections, Sample
 
@@ -28,7 +28,7 @@ from pointsup.structures.instances import Detections, Sample
 class TrainedModel:
     """A model restored from a checkpoint, with what is needed to read its outputs."""
 
-    model: MaskRCNN
+    model: Detector
     config: Config
     category_names: list[str]
     label_to_category_id: list[int]

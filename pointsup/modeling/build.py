@@ -10,6 +10,8 @@ from torchvision.models.detection.faster_rcnn import FastRCNNConvFCHead, FastRCN
 from torchvision.models.detection.rpn import RegionProposalNetwork, RPNHead
 
 from pointsup.modeling.backbone import FEATURE_NAMES, FEATURE_STRIDES, build_resnet_fpn, norm_factory
+from pointsup.modeling.condinst.build import condinst_from_config
+from pointsup.modeling.detector import Detector
 from pointsup.modeling.mask_heads.base import RoIMaskHead, Supervision
 from pointsup.modeling.mask_heads.convfc import ConvFCHead, FineFeatureSampler
 from pointsup.modeling.mask_heads.implicit_pointrend import ImplicitPointHead, ImplicitPointRendMaskHead
@@ -197,8 +199,13 @@ def build_mask_rcnn(
     return MaskRCNN(body, rpn, heads, pixel_mean, pixel_std)
 
 
-def build_model(model_config: Any, num_classes: int, supervision: Supervision) -> MaskRCNN:
-    """Build from the ``model`` section of a :class:`pointsup.engine.config.Config`."""
+def build_model(model_config: Any, num_classes: int, supervision: str) -> Detector:
+    """Build from the ``model`` section of a :class:`pointsup.engine.config.Config`: a Mask R-CNN
+    or, with ``architecture: condinst``, a CondInst (BoxInst with ``supervision: boxes``)."""
+    if getattr(model_config, "architecture", "mask_rcnn") == "condinst":
+        return condinst_from_config(model_config, num_classes, supervision)  # type: ignore[arg-type]
+    if supervision not in ("points", "masks"):
+        raise ValueError(f"Mask R-CNN trains with points or masks, not {supervision!r} (boxes need architecture: condinst)")
     keys = [
         "backbone", "norm", "backbone_weights", "trainable_backbone_layers", "fpn_channels", "fpn_norm",
         "anchor_sizes", "aspect_ratios", "rpn_pre_nms_top_n_train", "rpn_pre_nms_top_n_test",

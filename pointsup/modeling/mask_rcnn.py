@@ -6,19 +6,15 @@ from typing import Sequence
 
 import torch
 from torch import Tensor, nn
-from torchvision.models.detection.image_list import ImageList
 from torchvision.models.detection.rpn import RegionProposalNetwork
 
+from pointsup.modeling.detector import Detector
 from pointsup.modeling.roi_heads import PointSupRoIHeads
 from pointsup.structures.instances import Detections, Sample
 
 
-class MaskRCNN(nn.Module):
+class MaskRCNN(Detector):
     """Backbone + RPN + RoI heads, working on :class:`~pointsup.structures.Sample` batches.
-
-    Unlike torchvision's ``GeneralizedRCNNTransform`` nothing is resized here: the data pipeline
-    has already applied the (point-aware) augmentations. The model normalises, pads to a multiple
-    of ``size_divisibility`` and batches.
 
     Args:
         backbone: maps (B, 3, H, W) to a dict of FPN maps.
@@ -30,30 +26,10 @@ class MaskRCNN(nn.Module):
 
     def __init__(self, backbone: nn.Module, rpn: RegionProposalNetwork, roi_heads: PointSupRoIHeads,
                  pixel_mean: Sequence[float], pixel_std: Sequence[float], size_divisibility: int = 32):
-        super().__init__()
+        super().__init__(pixel_mean, pixel_std, size_divisibility)
         self.backbone = backbone
         self.rpn = rpn
         self.roi_heads = roi_heads
-        self.register_buffer("pixel_mean", torch.tensor(pixel_mean, dtype=torch.float32).view(3, 1, 1), persistent=False)
-        self.register_buffer("pixel_std", torch.tensor(pixel_std, dtype=torch.float32).view(3, 1, 1), persistent=False)
-        self.size_divisibility = size_divisibility
-
-    @property
-    def device(self) -> torch.device:
-        return self.pixel_mean.device
-
-    def preprocess(self, samples: Sequence[Sample]) -> ImageList:
-        """Normalise and zero-pad (after normalisation) into a (B, 3, H_pad, W_pad) batch."""
-        sizes = [s.image_size for s in samples]
-        divisor = self.size_divisibility
-        height = -(-max(h for h, _ in sizes) // divisor) * divisor
-        width = -(-max(w for _, w in sizes) // divisor) * divisor
-        batch = self.pixel_mean.new_zeros((len(samples), 3, height, width))
-        for i, sample in enumerate(samples):
-            image = sample.image.to(self.device, non_blocking=True).to(torch.float32)
-            h, w = sizes[i]
-            batch[i, :, :h, :w] = (image - self.pixel_mean) / self.pixel_std
-        return ImageList(batch, sizes)
 
     def forward(self, samples: Sequence[Sample]) -> dict[str, Tensor] | list[Detections]:
         """Training: a dict of losses (``loss_*``, to be summed) and detached metrics.
@@ -71,21 +47,25 @@ class MaskRCNN(nn.Module):
             return outputs
         proposals, _ = self.rpn(images, features)
         results = self.roi_heads.forward_test(features, proposals, images.image_sizes)
-        return [self._to_original(result, sample) for result, sample in zip(results, samples)]
+        return [self.to_original(result, sample) for result, sample in zip(results, samples)]
 
-    @staticmethod
-    def _to_original(result: dict[str, Tensor], sample: Sample) -> Detections:
-        """Rescale boxes from the input image to the original image."""
-        height, width = sample.image_size
-        original_height, original_width = sample.original_size
-        scale = result["boxes"].new_tensor([original_width / width, original_height / height] * 2)
-        return Detections(
-            boxes=result["boxes"] * scale,
-            scores=result["scores"],
-            classes=result["classes"],
-            mask_probs=result.get("mask_probs"),
-            image_size=(original_height, original_width),
-        )
+    def segment_boxes(self, samples: Sequence[Sample], boxes: Sequence[Tensor], classes: Sequence[Tensor]) -> list[Tensor]:
+        """Mask probabilities for given boxes and classes, skipping detection (for pseudo masks).
+
+        Args:
+            samples: the images (targets are not used).
+            boxes: per sample, (K_i, 4) xyxy boxes in the coordinates of ``sample.image``.
+            classes: per sample, (K_i,) contiguous class indices.
+
+        Returns:
+            per sample, (K_i, M, M) probabilities on the box-relative grid.
+        """
+        head = self.roi_heads.point_mask_head
+        if head is None:
+            raise ValueError("this model has no mask head")
+        images = self.preprocess(samples)
+        features = self.backbone(images.tensors)
+        return head.predict(features, [b.to(self.device, torch.float32) for b in boxes], [c.to(self.device) for c in classes])
 
 
 def total_loss(outputs: dict[str, Tensor]) -> Tensor:

@@ -121,7 +121,7 @@ class Detections:
         scores: (K,) float32 in [0, 1].
         classes: (K,) int64 contiguous class indices.
         mask_probs: (K, M, M) float32 mask probabilities on the box-relative grid (M = 28 for
-            Mask R-CNN, 224 for the PointRend heads); pasted into the image by
+            Mask R-CNN, 224 for the PointRend heads, 112 for CondInst); pasted into the image by
             ``pointsup.modeling.postprocess.paste_masks``. None for a box-only model.
         image_size: (height, width) of the original image.
     """

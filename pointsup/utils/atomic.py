@@ -17,6 +17,29 @@ from typing import IO, Any, Iterator
 import msgspec
 
 
+def _current_umask() -> int:
+    """The process umask (read without changing it where /proc allows)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except OSError:
+        pass
+    umask = os.umask(0o022)
+    os.umask(umask)
+    return umask
+
+
+def _final_mode(destination: Path) -> int:
+    """Permissions the written file gets: those of the file it replaces, else what ``open`` would
+    give a new file (0o666 less the umask) rather than ``mkstemp``'s private 0o600."""
+    try:
+        return destination.stat().st_mode & 0o7777
+    except FileNotFoundError:
+        return 0o666 & ~_current_umask()
+
+
 @contextlib.contextmanager
 def atomic_write(path: str | os.PathLike[str], mode: str = "w", encoding: str | None = "utf-8") -> Iterator[IO[Any]]:
     """Open a temporary file beside ``path``; on clean exit, rename it to ``path``.
@@ -35,6 +58,7 @@ def atomic_write(path: str | os.PathLike[str], mode: str = "w", encoding: str | 
         with os.fdopen(fd, mode, encoding=None if "b" in mode else encoding) as handle:
             yield handle
             handle.flush()
+            os.fchmod(handle.fileno(), _final_mode(destination))
             os.fsync(handle.fileno())
         os.replace(tmp_name, destination)
     except BaseException:

@@ -134,7 +134,9 @@ def test_choice_fields_list_the_allowed_values(tmp_path: Path) -> None:
         load_config(None, ["model.backbone=resnet51"])
     with pytest.raises(ConfigError, match="'solver.warmup_method' must be one of 'linear', 'constant'"):
         load_config(write(tmp_path / "c.yaml", "solver: {warmup_method: cosine}\n"))
-    with pytest.raises(ConfigError, match="'supervision'"):
+    with pytest.raises(ConfigError, match="'supervision' must be one of 'points', 'masks', 'boxes'"):
+        load_config(None, ["supervision=polygons"])
+    with pytest.raises(ConfigError, match="boxes .BoxInst. needs model.architecture: condinst"):
         load_config(None, ["supervision=boxes"])
     assert load_config(None, ["model.fpn_norm=gn"]).model.fpn_norm == "gn"
 

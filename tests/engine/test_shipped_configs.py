@@ -10,6 +10,7 @@ import torch
 
 from pointsup.engine.config import load_config
 from pointsup.modeling.build import build_model
+from pointsup.modeling.condinst.model import CondInst
 from pointsup.modeling.mask_heads.implicit_pointrend import ImplicitPointRendMaskHead
 from pointsup.modeling.mask_heads.pointrend import PointRendMaskHead
 
@@ -27,6 +28,14 @@ def test_recipe_loads(path):
         assert config.model.train_mask_on_pred_boxes == (head == "pointrend_rcnn")
         assert config.data.sample_points == (5 if "point_aug" in path.name else 0)
         assert config.supervision == ("masks" if path.name.endswith("_masks.yaml") else "points")
+    if head in ("condinst", "boxinst") and path.parent.name == "coco":
+        assert config.model.architecture == "condinst" and config.solver.base_lr == 0.01
+        assert config.model.condinst_mask_head_channels == 8 and config.model.condinst_mask_branch_out_channels == 8
+        schedule = [60000, 80000, 90000] if "_1x" in path.name else [210000, 250000, 270000]
+        assert [*config.solver.steps, config.solver.max_iter] == schedule
+        expected = "boxes" if head == "boxinst" else "masks" if path.name.endswith("_masks.yaml") else "points"
+        assert config.supervision == expected
+        assert config.data.sample_points == (5 if "point_aug" in path.name else 0)
 
 
 @pytest.mark.parametrize("path", sorted((CONFIGS / "cpu").glob("*.yaml")), ids=lambda p: p.name)
@@ -34,6 +43,9 @@ def test_cpu_recipe_builds_its_model(path):
     config = load_config(path)
     with torch.device("meta"):
         model = build_model(config.model, 3, config.supervision)
+    if config.model.architecture == "condinst":
+        assert isinstance(model, CondInst) and model.dynamic_head.num_params == 169
+        return
     head = model.roi_heads.point_mask_head
     expected = {"pointrend": PointRendMaskHead, "implicit_pointrend": ImplicitPointRendMaskHead}.get(config.model.mask_head)
     if expected is not None:

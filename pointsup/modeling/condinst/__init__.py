@@ -1,0 +1,1 @@
+"""CondInst and BoxInst: dynamic mask heads and their losses (masks, points or boxes)."""

@@ -1,0 +1,85 @@
+"""CondInst's dynamic mask head: a tiny per-instance network of 1x1 convolutions whose weights the
+controller predicts, applied to the mask branch's features plus coordinates relative to the
+instance's location."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+
+class DynamicMaskHead(nn.Module):
+    """Instance-specific mask logits over the whole image.
+
+    With ``in_channels`` mask features (+2 relative coordinates), ``channels`` hidden width and
+    ``num_layers`` layers the parameter vector of one instance is laid out as all weights, layer
+    after layer (each (out, in) row-major), then all biases: 169 numbers for CondInst's 8 -> 8 -> 8
+    -> 1.
+
+    Args:
+        in_channels: channels of the mask branch output.
+        channels: hidden width.
+        num_layers: 1x1 layers (ReLU between them).
+        sizes_of_interest: per pyramid level, the scale the relative coordinates are divided by.
+        output_stride: stride of the returned logits (the mask features' stride / 2: one 2x
+            bilinear upsampling).
+    """
+
+    def __init__(self, in_channels: int = 8, channels: int = 8, num_layers: int = 3,
+                 sizes_of_interest: tuple[float, ...] = (64, 128, 256, 512, 1024), output_stride: int = 4):
+        super().__init__()
+        if num_layers < 1:
+            raise ValueError(f"the dynamic mask head needs at least one layer, got {num_layers}")
+        widths = [in_channels + 2] + [channels] * (num_layers - 1) + [1]
+        self.shapes = list(zip(widths[1:], widths[:-1]))  # (out, in) per layer
+        self.weight_counts = [o * i for o, i in self.shapes]
+        self.bias_counts = [o for o, _ in self.shapes]
+        self.num_params = sum(self.weight_counts) + sum(self.bias_counts)
+        self.register_buffer("sizes_of_interest", torch.tensor(sizes_of_interest, dtype=torch.float32), persistent=False)
+        self.output_stride = output_stride
+
+    def split_params(self, params: Tensor) -> tuple[list[Tensor], list[Tensor]]:
+        """(N, num_params) -> per layer, weights (N, out, in) and biases (N, out, 1)."""
+        if params.shape[1] != self.num_params:
+            raise ValueError(f"expected {self.num_params} parameters per instance, got {params.shape[1]}")
+        pieces = params.split(self.weight_counts + self.bias_counts, dim=1)
+        layers = len(self.shapes)
+        weights = [p.reshape(-1, o, i) for p, (o, i) in zip(pieces[:layers], self.shapes)]
+        biases = [p.reshape(-1, o, 1) for p, (o, _) in zip(pieces[layers:], self.shapes)]
+        return weights, biases
+
+    def forward(self, mask_features: Tensor, feature_stride: int, image_index: Tensor, centres: Tensor, levels: Tensor,
+                params: Tensor) -> Tensor:
+        """Mask logits of N instances.
+
+        Args:
+            mask_features: (B, F, h, w) mask branch output at ``feature_stride``.
+            image_index: (N,) the image each instance belongs to.
+            centres: (N, 2) continuous ``(x, y)`` of the location that predicted each instance.
+            levels: (N,) the pyramid level of that location.
+            params: (N, num_params) the controller's output there.
+
+        Returns:
+            (N, 2h, 2w) logits at ``feature_stride / 2``: cell ``(i, j)`` is centred at
+            ``((j + 0.5) s, (i + 0.5) s)`` with ``s = feature_stride / 2``.
+        """
+        _, channels, height, width = mask_features.shape
+        num = params.shape[0]
+        if num == 0:  # keep the mask branch and the controller in the graph (DDP expects every gradient)
+            return mask_features.new_zeros((0, 2 * height, 2 * width)) + (mask_features.sum() + params.sum()) * 0
+        ys = (torch.arange(height, device=params.device, dtype=mask_features.dtype) + 0.5) * feature_stride
+        xs = (torch.arange(width, device=params.device, dtype=mask_features.dtype) + 0.5) * feature_stride
+        grid = torch.stack(torch.meshgrid(xs, ys, indexing="xy"), dim=0).reshape(2, -1)  # (2, h w): x row, y row
+        scale = self.sizes_of_interest.to(mask_features.dtype)[levels]  # (N,)
+        relative = (centres.to(mask_features.dtype)[:, :, None] - grid[None]) / scale[:, None, None]  # (N, 2, h w)
+        features = mask_features.flatten(2)[image_index]  # (N, F, h w)
+        x = torch.cat([relative, features], dim=1)
+        weights, biases = self.split_params(params)
+        for layer, (weight, bias) in enumerate(zip(weights, biases)):
+            x = torch.baddbmm(bias, weight, x)
+            if layer < len(weights) - 1:
+                x = F.relu(x)
+        logits = x.reshape(num, 1, height, width)
+        upsampled = F.interpolate(logits, scale_factor=2, mode="bilinear", align_corners=False)
+        return upsampled[:, 0]

@@ -1,0 +1,278 @@
+"""CondInst (Tian et al., ECCV 2020) trained with masks, with the paper's points, or with boxes
+alone (BoxInst, Tian et al., CVPR 2021).
+
+FCOS detects; every positive location also predicts the parameters of a tiny mask network that
+runs on a shared stride-8 feature map plus coordinates relative to the location. Masks come out
+over the whole (padded) image at stride 4, and are supervised there:
+
+* ``masks``: dice loss against the ground-truth mask, area-averaged onto the stride-4 grid;
+* ``points``: binary cross-entropy at the annotated points, read bilinearly from the stride-4
+  logits; nothing outside the annotated points (so nothing outside the box) is supervised;
+* ``boxes`` (BoxInst): the projection loss against the box, plus the pairwise loss between
+  neighbouring cells of similar colour inside the box, warmed up over the first iterations.
+
+At inference each detection's mask probabilities are resampled onto a box-relative grid
+(``mask_resolution`` squared), i.e. cut to the predicted box, and pasted like any other head's.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torchvision.ops import roi_align
+
+from pointsup.modeling.condinst.color import color_similarity, downsample_for_pairwise
+from pointsup.modeling.condinst.dynamic_head import DynamicMaskHead
+from pointsup.modeling.condinst.fcos import CondInstHead, Locations, match_locations, select_detections
+from pointsup.modeling.condinst.losses import (
+    box_masks_on_grid,
+    dice_loss,
+    image_point_loss,
+    pairwise_loss,
+    pairwise_warmup_factor,
+    projection_loss,
+)
+from pointsup.modeling.condinst.mask_branch import MaskBranch
+from pointsup.modeling.detector import Detector
+from pointsup.structures.instances import Detections, InstanceTargets, Sample
+
+CondInstSupervision = Literal["masks", "points", "boxes"]
+CONDINST_SUPERVISIONS = ("masks", "points", "boxes")
+
+
+@dataclass
+class PairwiseSettings:
+    """BoxInst's pairwise term: neighbourhood, colour-similarity threshold and warmup."""
+
+    kernel_size: int = 3
+    dilation: int = 2
+    color_threshold: float = 0.3
+    warmup_iters: int = 10000
+
+
+@dataclass
+class InferenceSettings:
+    """FCOS post-processing and the box-relative mask grid."""
+
+    score_thresh: float = 0.05
+    topk_candidates: int = 1000
+    nms_thresh: float = 0.6
+    detections_per_image: int = 100
+    mask_resolution: int = 112
+
+
+@dataclass
+class _Positives:
+    """The positive locations of a batch chosen for the mask losses (N of them)."""
+
+    image_index: Tensor  # (N,)
+    location_index: Tensor  # (N,)
+    gt_index: Tensor  # (N,) index into the image's targets
+
+
+class CondInst(Detector):
+    """Backbone (p3-p7) + FCOS head with controller + mask branch + dynamic mask head.
+
+    Args:
+        backbone: maps (B, 3, H, W) to the p3..p7 maps, finest first.
+        strides: the strides of those maps.
+        head: FCOS towers and the controller.
+        mask_branch: the shared stride-8 mask features (from the first three levels).
+        dynamic_head: the per-instance mask network.
+        supervision: "masks", "points" or "boxes".
+        center_sampling_radius: FCOS's assignment radius, in strides.
+        max_proposals: at most this many positive locations per batch train the mask head
+            (chosen at random when there are more).
+        pairwise: BoxInst's pairwise settings (``boxes`` supervision).
+        inference: post-processing settings.
+        pixel_mean, pixel_std, size_divisibility: as for :class:`Detector`.
+    """
+
+    def __init__(self, backbone: nn.Module, strides: Sequence[int], head: CondInstHead, mask_branch: MaskBranch,
+                 dynamic_head: DynamicMaskHead, supervision: CondInstSupervision, pixel_mean: Sequence[float],
+                 pixel_std: Sequence[float], center_sampling_radius: float = 1.5, max_proposals: int = 500,
+                 pairwise: PairwiseSettings | None = None, inference: InferenceSettings | None = None,
+                 size_divisibility: int = 32):
+        super().__init__(pixel_mean, pixel_std, size_divisibility)
+        if supervision not in CONDINST_SUPERVISIONS:
+            raise ValueError(f"supervision must be one of {CONDINST_SUPERVISIONS}, got {supervision!r}")
+        self.backbone = backbone
+        self.strides = list(strides)
+        self.head = head
+        self.mask_branch = mask_branch
+        self.dynamic_head = dynamic_head
+        self.supervision = supervision
+        self.center_sampling_radius = center_sampling_radius
+        self.max_proposals = max_proposals
+        self.pairwise = pairwise or PairwiseSettings()
+        self.inference = inference or InferenceSettings()
+        #: training iterations seen (BoxInst's pairwise warmup); saved with the weights
+        self.register_buffer("iteration", torch.zeros((), dtype=torch.int64))
+
+    @property
+    def mask_feature_stride(self) -> int:
+        return self.strides[0]
+
+    @property
+    def mask_stride(self) -> int:
+        return self.dynamic_head.output_stride
+
+    def forward(self, samples: Sequence[Sample]) -> dict[str, Tensor] | list[Detections]:
+        images = self.preprocess(samples)
+        levels = list(self.backbone(images.tensors).values())
+        outputs = self.head(levels)
+        locations = Locations.of([tuple(level.shape[-2:]) for level in levels], self.strides, self.device)
+        mask_features = self.mask_branch(levels[: len(self.mask_branch.refine)])
+        if self.training:
+            if any(s.targets is None for s in samples):
+                raise ValueError("training needs targets on every sample")
+            targets = [s.targets.to(self.device) for s in samples]
+            return self.losses(samples, targets, outputs, locations, mask_features)
+        results = [self.detect(b, outputs, locations, mask_features, size) for b, size in enumerate(images.image_sizes)]
+        return [self.to_original(result, sample) for result, sample in zip(results, samples)]
+
+    # training ---------------------------------------------------------------------------------
+
+    def losses(self, samples: Sequence[Sample], targets: list[InstanceTargets], outputs: dict[str, Tensor],
+               locations: Locations, mask_features: Tensor) -> dict[str, Tensor]:
+        """FCOS's losses and the supervision's mask losses, plus detached metrics."""
+        matched = [match_locations(locations, t.boxes, self.center_sampling_radius) for t in targets]
+        anchors = locations.anchors()
+        detector = self.head.compute_loss(
+            [{"boxes": t.boxes, "labels": t.classes} for t in targets],
+            {key: outputs[key] for key in ("cls_logits", "bbox_regression", "bbox_ctrness")},
+            [anchors] * len(targets), matched,
+        )
+        result: dict[str, Tensor] = {
+            "loss_cls": detector["classification"],
+            "loss_box_reg": detector["bbox_regression"],
+            "loss_ctrness": detector["bbox_ctrness"],
+        }
+        positives = self._positives(matched)
+        mask_logits = self.dynamic_head(
+            mask_features, self.mask_feature_stride, positives.image_index,
+            locations.centres[positives.location_index], locations.levels[positives.location_index],
+            outputs["params"][positives.image_index, positives.location_index],
+        )  # (N, H/4, W/4)
+        result.update(self._mask_losses(samples, targets, positives, mask_logits))
+        with torch.no_grad():
+            result["num_pos"] = torch.stack([(m >= 0).sum() for m in matched]).float().mean()
+        if self.training:
+            self.iteration += 1
+        return result
+
+    def _positives(self, matched: list[Tensor]) -> _Positives:
+        image_index, location_index = torch.nonzero(torch.stack(matched) >= 0, as_tuple=True)
+        if image_index.numel() > self.max_proposals:
+            keep = torch.randperm(image_index.numel(), device=image_index.device)[: self.max_proposals]
+            image_index, location_index = image_index[keep], location_index[keep]
+        gt_index = torch.stack(matched)[image_index, location_index]
+        return _Positives(image_index, location_index, gt_index)
+
+    def _mask_losses(self, samples: Sequence[Sample], targets: list[InstanceTargets], positives: _Positives,
+                     mask_logits: Tensor) -> dict[str, Tensor]:
+        """The supervision's losses on the (N, h, w) stride-4 logits of the positives."""
+        if self.supervision == "points":
+            return self._point_losses(targets, positives, mask_logits)
+        if self.supervision == "masks":
+            return self._dice_losses(targets, positives, mask_logits)
+        return self._boxinst_losses(samples, targets, positives, mask_logits)
+
+    def _point_losses(self, targets: list[InstanceTargets], positives: _Positives, mask_logits: Tensor) -> dict[str, Tensor]:
+        coords, labels = _positive_points(targets, positives)
+        output = image_point_loss(mask_logits, self.mask_stride, coords, labels)
+        return {"loss_mask_point": output.loss, "point_accuracy": output.accuracy}
+
+    def _dice_losses(self, targets: list[InstanceTargets], positives: _Positives, mask_logits: Tensor) -> dict[str, Tensor]:
+        stride = self.mask_stride
+        height, width = mask_logits.shape[-2] * stride, mask_logits.shape[-1] * stride
+        coverage = []  # per image, (n_i, h, w): the share of each stride-4 cell the GT mask covers
+        for t in targets:
+            if t.masks is None:
+                raise ValueError("mask supervision needs masks in the targets")
+            padded = mask_logits.new_zeros((len(t), height, width))
+            padded[:, : t.masks.shape[1], : t.masks.shape[2]] = t.masks.to(mask_logits.dtype)
+            coverage.append(F.avg_pool2d(padded[:, None], stride)[:, 0])
+        truth = torch.cat(coverage)[_flat_index(targets, positives)]
+        probs = mask_logits.sigmoid()
+        if len(probs) == 0:
+            zero = mask_logits.sum() * 0
+            return {"loss_mask": zero, "mask_accuracy": zero.detach()}
+        with torch.no_grad():
+            accuracy = ((probs > 0.5) == (truth > 0.5)).float().mean()
+        return {"loss_mask": dice_loss(probs, truth).mean(), "mask_accuracy": accuracy}
+
+    def _boxinst_losses(self, samples: Sequence[Sample], targets: list[InstanceTargets], positives: _Positives,
+                        mask_logits: Tensor) -> dict[str, Tensor]:
+        stride = self.mask_stride
+        height, width = mask_logits.shape[-2] * stride, mask_logits.shape[-1] * stride
+        boxes = torch.cat([t.boxes for t in targets])[_flat_index(targets, positives)]
+        box_masks = box_masks_on_grid(boxes, height, width, stride)
+        probs = mask_logits.sigmoid()
+        loss_projection = projection_loss(probs, box_masks).mean() if len(probs) else mask_logits.sum() * 0
+        lab, valid = self._image_colours(samples, height, width)
+        similarity = color_similarity(lab, valid, self.pairwise.kernel_size, self.pairwise.dilation)
+        loss_pairwise = pairwise_loss(mask_logits, similarity[positives.image_index], box_masks,
+                                      self.pairwise.color_threshold, self.pairwise.kernel_size, self.pairwise.dilation)
+        warmup = pairwise_warmup_factor(int(self.iteration), self.pairwise.warmup_iters)
+        return {"loss_projection": loss_projection, "loss_pairwise": loss_pairwise * warmup}
+
+    def _image_colours(self, samples: Sequence[Sample], height: int, width: int) -> tuple[Tensor, Tensor]:
+        """CIE Lab of the raw padded images and their validity, both at the mask stride."""
+        raw = self.pixel_mean.new_zeros((len(samples), 3, height, width))
+        valid = self.pixel_mean.new_zeros((len(samples), height, width))
+        for i, sample in enumerate(samples):
+            h, w = sample.image_size
+            raw[i, :, :h, :w] = sample.image.to(self.device, torch.float32)
+            valid[i, :h, :w] = 1
+        return downsample_for_pairwise(raw, valid, self.mask_stride)
+
+    # inference --------------------------------------------------------------------------------
+
+    def detect(self, index: int, outputs: dict[str, Tensor], locations: Locations, mask_features: Tensor,
+               image_size: tuple[int, int]) -> dict[str, Tensor]:
+        """Boxes, scores, classes and (K, M, M) box-relative mask probabilities of image ``index``
+        (input-image coordinates)."""
+        settings = self.inference
+        boxes = self.head.box_coder.decode(outputs["bbox_regression"][index], locations.anchors())
+        found = select_detections(outputs["cls_logits"][index], outputs["bbox_ctrness"][index], boxes, locations, image_size,
+                                  settings.score_thresh, settings.topk_candidates, settings.nms_thresh,
+                                  settings.detections_per_image)
+        image_index = torch.full_like(found.locations, index)
+        logits = self.dynamic_head(mask_features, self.mask_feature_stride, image_index, locations.centres[found.locations],
+                                   locations.levels[found.locations], outputs["params"][index, found.locations])
+        return {"boxes": found.boxes, "scores": found.scores, "classes": found.classes,
+                "mask_probs": self.box_relative_masks(logits.sigmoid(), found.boxes)}
+
+    def box_relative_masks(self, image_probs: Tensor, boxes: Tensor) -> Tensor:
+        """(K, h, w) probabilities at the mask stride -> (K, M, M) on each box's own grid
+        (bilinear, 2x2 samples per cell, continuous coordinates)."""
+        size = self.inference.mask_resolution
+        if boxes.shape[0] == 0:
+            return image_probs.new_zeros((0, size, size))
+        rois = torch.cat([torch.arange(len(boxes), device=boxes.device, dtype=boxes.dtype)[:, None], boxes], dim=1)
+        return roi_align(image_probs[:, None], rois, (size, size), spatial_scale=1.0 / self.mask_stride, sampling_ratio=2,
+                         aligned=True)[:, 0]
+
+
+def _flat_index(targets: list[InstanceTargets], positives: _Positives) -> Tensor:
+    """Index of each positive's ground truth in the concatenation of all images' targets."""
+    offsets = torch.tensor([0] + [len(t) for t in targets], device=positives.gt_index.device).cumsum(0)[:-1]
+    return offsets[positives.image_index] + positives.gt_index
+
+
+def _positive_points(targets: list[InstanceTargets], positives: _Positives) -> tuple[Tensor, Tensor]:
+    """(N, P, 2) point coordinates and (N, P) labels of each positive's instance; images with
+    fewer points than the batch's largest count are padded with ignored points (label -1)."""
+    width = max(t.num_points for t in targets)
+    coords, labels = [], []
+    for t in targets:
+        missing = width - t.num_points
+        coords.append(F.pad(t.point_coords, (0, 0, 0, missing)))
+        labels.append(F.pad(t.point_labels, (0, missing), value=-1.0))
+    index = _flat_index(targets, positives)
+    return torch.cat(coords)[index], torch.cat(labels)[index]

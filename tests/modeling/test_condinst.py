@@ -1,0 +1,168 @@
+"""CondInst / BoxInst: locations, FCOS assignment, the dynamic mask head, and the whole model on
+tiny inputs (every supervision, empty images, zero detections, gradients to the controller)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from pointsup.modeling.condinst.build import build_condinst
+from pointsup.modeling.condinst.dynamic_head import DynamicMaskHead
+from pointsup.modeling.condinst.fcos import Locations, match_locations
+from pointsup.structures.instances import InstanceTargets, Sample
+
+STRIDES = [8, 16, 32, 64, 128]
+
+
+def test_locations_are_cell_centres_in_continuous_coordinates():
+    locations = Locations.of([(2, 3), (1, 2)], [8, 16], torch.device("cpu"))
+    assert locations.num_per_level == [6, 2]
+    assert locations.centres[:6].tolist() == [[4, 4], [12, 4], [20, 4], [4, 12], [12, 12], [20, 12]]
+    assert locations.centres[6:].tolist() == [[8, 8], [24, 8]]
+    assert locations.levels.tolist() == [0] * 6 + [1] * 2
+    assert locations.anchors()[6].tolist() == [0, 0, 16, 16]
+
+
+def _pyramid(height: int, width: int) -> Locations:
+    sizes = [(-(-height // s), -(-width // s)) for s in STRIDES]
+    return Locations.of(sizes, STRIDES, torch.device("cpu"))
+
+
+def test_assignment_picks_the_level_by_object_size_and_the_smaller_of_two_boxes():
+    locations = _pyramid(256, 256)
+    small = torch.tensor([[96.0, 96.0, 136.0, 136.0]])  # 40 px: reach <= 36 from its centre -> p3 (0, 64)
+    matched = match_locations(locations, small)
+    assert (matched == 0).any() and set(locations.levels[matched == 0].tolist()) == {0}
+    large = torch.tensor([[0.0, 0.0, 200.0, 200.0]])  # reach 100 at the centre -> p4 (64, 128); up to 148 -> p5
+    assert set(locations.levels[match_locations(locations, large) == 0].tolist()) == {1, 2}
+    both = match_locations(locations, torch.cat([large, small]))
+    centre = int(torch.nonzero((locations.centres == torch.tensor([116.0, 116.0])).all(1)).item())
+    assert both[centre] == 1  # inside both, p3 in range only for the small one
+    assert (match_locations(locations, torch.zeros((0, 4))) == -1).all()
+
+
+@settings(max_examples=30, deadline=None)
+@given(x0=st.floats(0, 200), y0=st.floats(0, 200), w=st.floats(4, 250), h=st.floats(4, 250), radius=st.floats(0.5, 3))
+def test_every_assigned_location_obeys_the_fcos_rule(x0, y0, w, h, radius):
+    locations = _pyramid(512, 512)
+    box = torch.tensor([[x0, y0, x0 + w, y0 + h]])
+    matched = match_locations(locations, box, radius)
+    chosen = matched == 0
+    centres, strides = locations.centres[chosen], locations.strides[chosen]
+    distances = torch.stack([centres[:, 0] - x0, centres[:, 1] - y0, x0 + w - centres[:, 0], y0 + h - centres[:, 1]], 1)
+    assert (distances.amin(1) > 0).all()
+    box_centre = torch.tensor([x0 + w / 2, y0 + h / 2])
+    assert ((centres - box_centre).abs().amax(1) < radius * strides).all()
+    levels = locations.levels[chosen]
+    reach = distances.amax(1)
+    assert ((levels == 0) | (reach > 4 * strides)).all() and ((levels == 4) | (reach < 8 * strides)).all()
+
+
+def test_dynamic_head_equals_explicit_per_instance_convolutions():
+    torch.manual_seed(0)
+    head = DynamicMaskHead(in_channels=8, channels=8, num_layers=3)
+    assert head.num_params == 169
+    features = torch.randn(2, 8, 5, 7)
+    params = torch.randn(3, 169)
+    image_index = torch.tensor([1, 0, 1])
+    centres = torch.tensor([[20.0, 12.0], [3.0, 30.0], [50.0, 33.0]])
+    levels = torch.tensor([0, 2, 4])
+    logits = head(features, 8, image_index, centres, levels, params)
+    assert logits.shape == (3, 10, 14)
+    soi = [64.0, 128.0, 256.0, 512.0, 1024.0]
+    for n in range(3):
+        ys, xs = torch.meshgrid((torch.arange(5) + 0.5) * 8, (torch.arange(7) + 0.5) * 8, indexing="ij")
+        relative = torch.stack([centres[n, 0] - xs, centres[n, 1] - ys]) / soi[int(levels[n])]
+        x = torch.cat([relative, features[image_index[n]]])[None]
+        weights, biases = params[n, :152].split([80, 64, 8]), params[n, 152:].split([8, 8, 1])
+        for layer, (shape, w, b) in enumerate(zip([(8, 10), (8, 8), (1, 8)], weights, biases)):
+            x = F.conv2d(x, w.reshape(*shape, 1, 1), b)
+            if layer < 2:
+                x = F.relu(x)
+        expected = F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=False)[0, 0]
+        torch.testing.assert_close(logits[n], expected, rtol=1e-5, atol=1e-5)
+
+
+def tiny_condinst(supervision: str, **settings):
+    return build_condinst(2, supervision, backbone="resnet18", norm="gn", trainable_backbone_layers=5, fpn_channels=64,
+                          fpn_norm="gn", fcos_num_convs=1, condinst_mask_branch_channels=16, condinst_mask_branch_num_convs=1,
+                          condinst_mask_branch_norm="gn", **settings)
+
+
+def sample(num: int, height: int = 96, width: int = 128, seed: int = 0) -> Sample:
+    generator = torch.Generator().manual_seed(seed)
+    boxes = torch.tensor([[8.0, 10.0, 50.0, 80.0], [60.0, 20.0, 120.0, 90.0]])[:num]
+    masks = torch.zeros((num, height, width), dtype=torch.uint8)
+    for k, (x0, y0, x1, y1) in enumerate(boxes.long().tolist()):
+        masks[k, y0:y1, x0:x1] = 1
+    coords = torch.rand(num, 10, 2, generator=generator) * (boxes[:, None, 2:] - boxes[:, None, :2]) + boxes[:, None, :2]
+    labels = (torch.rand(num, 10, generator=generator) > 0.5).float()
+    targets = InstanceTargets(boxes, torch.tensor([0, 1])[:num], coords, labels, masks, torch.arange(num))
+    image = torch.randint(0, 256, (3, height, width), dtype=torch.uint8, generator=generator)
+    return Sample(image, seed, "x.png", (height, width), targets)
+
+
+MASK_LOSS_KEYS = {"masks": {"loss_mask"}, "points": {"loss_mask_point"}, "boxes": {"loss_projection", "loss_pairwise"}}
+
+
+@pytest.mark.parametrize("supervision", ["masks", "points", "boxes"])
+def test_losses_are_finite_and_reach_the_controller(supervision):
+    torch.manual_seed(0)
+    model = tiny_condinst(supervision, boxinst_pairwise_warmup_iters=0).train()
+    outputs = model([sample(2), sample(0, seed=1)])  # the second image has no instance
+    losses = {k: v for k, v in outputs.items() if k.startswith("loss")}
+    assert set(losses) == {"loss_cls", "loss_box_reg", "loss_ctrness"} | MASK_LOSS_KEYS[supervision]
+    assert all(torch.isfinite(v) for v in losses.values())
+    sum(losses.values()).backward()
+    assert model.head.controller.weight.grad.abs().sum() > 0
+    assert model.mask_branch.output.weight.grad.abs().sum() > 0
+    assert int(model.iteration) == 1
+
+
+@pytest.mark.parametrize("supervision", ["masks", "points", "boxes"])
+def test_a_batch_without_instances_trains_with_zero_mask_loss(supervision):
+    model = tiny_condinst(supervision).train()
+    outputs = model([sample(0), sample(0, seed=1)])
+    for key in MASK_LOSS_KEYS[supervision]:
+        assert float(outputs[key].detach()) == 0.0 and outputs[key].requires_grad
+    sum(v for k, v in outputs.items() if k.startswith("loss")).backward()
+
+
+def test_pairwise_loss_is_warmed_up():
+    model = tiny_condinst("boxes", boxinst_pairwise_warmup_iters=4).train()
+    first = model([sample(2)])["loss_pairwise"].detach()
+    assert float(first) == 0.0  # iteration 0 of 4
+    model.iteration.fill_(2)
+    assert float(model([sample(2)])["loss_pairwise"].detach()) > 0.0
+
+
+def test_inference_with_zero_and_with_many_detections():
+    torch.manual_seed(0)
+    model = tiny_condinst("points", condinst_mask_resolution=28).eval()
+    resized = sample(2)
+    resized.original_size = (192, 256)  # the model saw the image at half size
+    with torch.no_grad():
+        model.inference.score_thresh = 1.0
+        (none,) = model([resized])
+        model.inference.score_thresh = 0.0
+        (many,) = model([resized])
+    assert len(none) == 0 and none.mask_probs.shape == (0, 28, 28)
+    assert 0 < len(many) <= 100 and many.mask_probs.shape == (len(many), 28, 28)
+    assert ((many.mask_probs >= 0) & (many.mask_probs <= 1)).all()
+    assert many.image_size == (192, 256)
+    assert (many.boxes[:, 2] <= 256).all() and (many.boxes[:, 3] <= 192).all()
+
+
+def test_box_relative_masks_cut_the_image_mask_to_the_box():
+    model = tiny_condinst("points", condinst_mask_resolution=8)
+    image_probs = torch.zeros((2, 24, 32))
+    image_probs[:, 4:12, 8:20] = 1.0  # stride 4: input pixels x 32..80, y 16..48
+    boxes = torch.tensor([[32.0, 16.0, 80.0, 48.0], [0.0, 0.0, 128.0, 96.0]])
+    grid = model.box_relative_masks(image_probs, boxes)
+    assert grid.shape == (2, 8, 8)
+    assert torch.all(grid[0, 1:-1, 1:-1] == 1.0)  # the box is the object: all inside
+    whole = grid[1] > 0.5  # the whole image: the object fills x 1/4..5/8, y 1/6..1/2 of the grid
+    assert whole[2, 3] and not whole[0, 0] and not whole[7, 7]
