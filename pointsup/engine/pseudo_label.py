@@ -9,7 +9,7 @@ id, box, category and points. Crowd annotations are copied unchanged.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -113,7 +113,8 @@ def predict_pseudo_masks(trained: TrainedModel, dataset_json: str | Path, image_
 
 
 def with_pseudo_masks(dataset: PointDataset, masks: dict[int, dict], provenance: dict[str, Any]) -> tuple[PointDataset, int]:
-    """``dataset`` with ``segmentation`` (and ``area``) replaced on every non-crowd instance.
+    """A copy of ``dataset`` with ``segmentation`` (and ``area``) replaced on every non-crowd
+    instance; ``dataset`` itself is left as it is.
 
     Instances missing from ``masks`` (no area inside the image) get an empty mask, so the
     result carries exactly one mask per non-crowd instance. The provenance goes into
@@ -123,8 +124,10 @@ def with_pseudo_masks(dataset: PointDataset, masks: dict[int, dict], provenance:
         the new dataset and the number of empty masks in it.
     """
     empty = 0
+    instances = []
     for instance in dataset.instances:
         if instance.is_crowd:
+            instances.append(instance)
             continue
         image = dataset.images[instance.image_id]
         rle = masks.get(instance.annotation_id)
@@ -134,11 +137,10 @@ def with_pseudo_masks(dataset: PointDataset, masks: dict[int, dict], provenance:
             rle = {"size": [image.height, image.width], "counts": encoded["counts"].decode("ascii")}
         area = int(mask_utils.area({"size": rle["size"], "counts": rle["counts"].encode("ascii")}))
         empty += area == 0
-        instance.segmentation = rle
-        instance.extra["area"] = float(area)
+        instances.append(replace(instance, segmentation=rle, extra={**instance.extra, "area": float(area)}))
     info = dataset.extra.get("info")
-    dataset.extra["info"] = {**(info if isinstance(info, dict) else {}), "pseudo_labels": provenance}
-    return dataset, empty
+    extra = {**dataset.extra, "info": {**(info if isinstance(info, dict) else {}), "pseudo_labels": provenance}}
+    return replace(dataset, instances=instances, extra=extra), empty
 
 
 def point_agreement(points: PointDataset, masks: PointDataset) -> float | None:
@@ -187,7 +189,7 @@ def pseudo_label(trained: TrainedModel, dataset_json: str | Path, image_root: st
     source = load_point_dataset(dataset_json, require_points=False)
     reference = load_point_dataset(reference_json, require_points=False) if reference_json else None
     if reference is None and any(inst.segmentation is not None for inst in source.instances if not inst.is_crowd):
-        reference = load_point_dataset(dataset_json, require_points=False)
+        reference = source  # its own masks: with_pseudo_masks leaves it unchanged
     masks = predict_pseudo_masks(trained, dataset_json, image_root, show_progress)
     provenance = {"source": str(dataset_json), "weights": str(weights) if weights else None,
                   "mask_head": trained.config.model.mask_head}

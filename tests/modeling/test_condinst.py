@@ -23,7 +23,7 @@ def test_locations_are_cell_centres_in_continuous_coordinates():
     assert locations.centres[:6].tolist() == [[4, 4], [12, 4], [20, 4], [4, 12], [12, 12], [20, 12]]
     assert locations.centres[6:].tolist() == [[8, 8], [24, 8]]
     assert locations.levels.tolist() == [0] * 6 + [1] * 2
-    assert locations.anchors()[6].tolist() == [0, 0, 16, 16]
+    assert locations.anchors[6].tolist() == [0, 0, 16, 16]
 
 
 def _pyramid(height: int, width: int) -> Locations:

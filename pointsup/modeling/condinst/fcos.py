@@ -9,6 +9,7 @@ divided by the stride); each location's "anchor" is the square of side ``s`` aro
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import torch
@@ -46,8 +47,10 @@ class Locations:
             levels.append(torch.full((height * width,), level, device=device, dtype=torch.int64))
         return Locations(torch.cat(centres), torch.cat(location_strides), torch.cat(levels), [h * w for h, w in sizes])
 
+    @functools.cached_property
     def anchors(self) -> Tensor:
-        """(L, 4) xyxy squares of side ``stride`` around each location (for the box coder)."""
+        """(L, 4) xyxy squares of side ``stride`` around each location (for the box coder);
+        computed once per batch."""
         half = self.strides[:, None] / 2
         return torch.cat([self.centres - half, self.centres + half], dim=1)
 

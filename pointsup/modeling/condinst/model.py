@@ -141,7 +141,7 @@ class CondInst(Detector):
                locations: Locations, mask_features: Tensor) -> dict[str, Tensor]:
         """FCOS's losses and the supervision's mask losses, plus detached metrics."""
         matched = [match_locations(locations, t.boxes, self.center_sampling_radius) for t in targets]
-        anchors = locations.anchors()
+        anchors = locations.anchors
         detector = self.head.compute_loss(
             [{"boxes": t.boxes, "labels": t.classes} for t in targets],
             {key: outputs[key] for key in ("cls_logits", "bbox_regression", "bbox_ctrness")},
@@ -238,7 +238,7 @@ class CondInst(Detector):
         """Boxes, scores, classes and (K, M, M) box-relative mask probabilities of image ``index``
         (input-image coordinates)."""
         settings = self.inference
-        boxes = self.head.box_coder.decode(outputs["bbox_regression"][index], locations.anchors())
+        boxes = self.head.box_coder.decode(outputs["bbox_regression"][index], locations.anchors)
         found = select_detections(outputs["cls_logits"][index], outputs["bbox_ctrness"][index], boxes, locations, image_size,
                                   settings.score_thresh, settings.topk_candidates, settings.nms_thresh,
                                   settings.detections_per_image)
