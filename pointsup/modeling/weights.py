@@ -76,7 +76,7 @@ def _read_state(source: str) -> dict[str, Tensor]:
     if not path.is_file():
         raise FileNotFoundError(f"weights file not found: {path}")
     try:
-        state = torch.load(path, map_location="cpu", weights_only=False)
+        state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # a truncated or foreign file
         raise ValueError(f"{path}: cannot read weights ({error})") from None
     if isinstance(state, dict) and isinstance(state.get("model"), dict):
