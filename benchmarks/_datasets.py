@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -75,3 +76,10 @@ def schedule_overrides(iterations: int | None) -> list[str]:
     if not iterations:
         return []
     return [f"solver.max_iter={iterations}", f"solver.steps=[{int(iterations * 0.75)},{int(iterations * 0.92)}]"]
+
+
+def add_run_arguments(parser: argparse.ArgumentParser, work_dir_help: str) -> None:
+    """The options every training benchmark shares: ``--iterations``, ``--seed``, ``--work-dir``."""
+    parser.add_argument("--iterations", type=int, default=None, help="override the recipe's solver.max_iter")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--work-dir", type=Path, default=None, help=work_dir_help)

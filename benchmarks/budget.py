@@ -27,7 +27,14 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks._datasets import BenchmarkData, data_overrides, head_config, prepare, schedule_overrides  # noqa: E402
+from benchmarks._datasets import (  # noqa: E402
+    BenchmarkData,
+    add_run_arguments,
+    data_overrides,
+    head_config,
+    prepare,
+    schedule_overrides,
+)
 from pointsup.analysis.budget_curves import curves_from_dict, plot_ap_vs_hours  # noqa: E402
 from pointsup.analysis.cost import AnnotationCosts  # noqa: E402
 from pointsup.analysis.subsets import Subset, nested_subsets  # noqa: E402
@@ -79,9 +86,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--forms", nargs="+", choices=list(FORMS), default=["masks", "P10"],
                         help="annotation forms to compare (boxes train BoxInst)")
     parser.add_argument("--spotting-seconds", type=float, default=AnnotationCosts().spotting_s)
-    parser.add_argument("--iterations", type=int, default=None, help="override the recipe's solver.max_iter")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--work-dir", type=Path, default=None, help="keep runs here; finished runs are not repeated")
+    add_run_arguments(parser, "keep runs here; finished runs are not repeated")
     parser.add_argument("--plot", type=Path, default=None, help="also write the AP-vs-hours plot here")
     args, extra = parser.parse_known_args(argv)
     if any(not 0 < f <= 1 for f in args.fractions):

@@ -21,7 +21,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks._datasets import data_overrides, prepare, schedule_overrides  # noqa: E402
+from benchmarks._datasets import add_run_arguments, data_overrides, prepare, schedule_overrides  # noqa: E402
 from pointsup.engine.pseudo_label import mask_ious, point_agreement  # noqa: E402
 from pointsup.engine.selftrain import run_selftraining  # noqa: E402
 from pointsup.points.format import load_point_dataset  # noqa: E402
@@ -60,9 +60,7 @@ def format_rows(rows: list[dict]) -> list[str]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("datasets", nargs="+", help="synthetic and/or balloon")
-    parser.add_argument("--iterations", type=int, default=None, help="override the recipe's solver.max_iter")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--work-dir", type=Path, default=None, help="keep runs here; finished stages are not repeated")
+    add_run_arguments(parser, "keep runs here; finished stages are not repeated")
     args, extra = parser.parse_known_args(argv)
     extra += [a for a in args.datasets if "=" in a]
     datasets = [a for a in args.datasets if "=" not in a]

@@ -27,7 +27,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks._datasets import data_overrides, head_config, prepare, schedule_overrides  # noqa: E402
+from benchmarks._datasets import add_run_arguments, data_overrides, head_config, prepare, schedule_overrides  # noqa: E402
 from pointsup.engine.config import load_config  # noqa: E402
 from pointsup.engine.trainer import train  # noqa: E402
 from pointsup.utils.atomic import write_json_atomic  # noqa: E402
@@ -92,9 +92,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("datasets", nargs="+", help="synthetic and/or balloon")
     parser.add_argument("--heads", nargs="+", choices=HEADS, default=list(HEADS))
     parser.add_argument("--supervisions", nargs="+", choices=SUPERVISIONS, default=list(SUPERVISIONS))
-    parser.add_argument("--iterations", type=int, default=None, help="override the recipe's solver.max_iter")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--work-dir", type=Path, default=None, help="keep runs here and skip those already recorded")
+    add_run_arguments(parser, "keep runs here and skip those already recorded")
     parser.add_argument("overrides", nargs="*", default=[], help="extra KEY=VALUE config overrides for every run")
     args, unknown = parser.parse_known_args(argv)
     extra = [a for a in args.datasets if "=" in a] + args.overrides + unknown
