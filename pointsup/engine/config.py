@@ -112,6 +112,10 @@ class ModelConfig:
     #: coordinates per level p3..p7.
     condinst_mask_head_channels: int = 8
     condinst_mask_head_num_layers: int = 3
+    #: CondInst: slope below zero of the dynamic head's activations; 0 is the published ReLU. The
+    #: CPU recipes use 0.1: with ReLU, point supervision from scratch kills every hidden unit in
+    #: the first few dozen iterations (watch the ``mask_head_active`` metric).
+    condinst_mask_head_negative_slope: float = 0.0
     condinst_sizes_of_interest: list[float] = field(default_factory=lambda: [64.0, 128.0, 256.0, 512.0, 1024.0])
     #: CondInst: positive locations per batch that train the masks (a random subset beyond it).
     condinst_max_proposals: int = 500
@@ -420,6 +424,7 @@ def _consistency_problems(config: Config) -> list[tuple[str, str]]:
         check(min(model.condinst_mask_branch_channels, model.condinst_mask_branch_out_channels, model.condinst_mask_head_channels) >= 1
               and model.condinst_mask_branch_num_convs >= 0 and model.condinst_mask_head_num_layers >= 1,
               "model.condinst_mask_head_num_layers", "widths and layer counts must be positive")
+        check(0 <= model.condinst_mask_head_negative_slope < 1, "model.condinst_mask_head_negative_slope", "must be in [0, 1)")
         check(len(model.condinst_sizes_of_interest) == 5 and min(model.condinst_sizes_of_interest) > 0,
               "model.condinst_sizes_of_interest", "needs 5 positive values (p3..p7)")
         check(model.condinst_max_proposals >= 1 and model.condinst_mask_resolution >= 1, "model.condinst_max_proposals", "must be positive")

@@ -3,6 +3,8 @@ tiny inputs (every supervision, empty images, zero detections, gradients to the 
 
 from __future__ import annotations
 
+import logging
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -61,18 +63,20 @@ def test_every_assigned_location_obeys_the_fcos_rule(x0, y0, w, h, radius):
     assert ((levels == 0) | (reach > 4 * strides)).all() and ((levels == 4) | (reach < 8 * strides)).all()
 
 
-def test_dynamic_head_equals_explicit_per_instance_convolutions():
-    torch.manual_seed(0)
-    head = DynamicMaskHead(in_channels=8, channels=8, num_layers=3)
+@pytest.mark.parametrize("negative_slope", [0.0, 0.1])
+def test_dynamic_head_equals_explicit_per_instance_convolutions(negative_slope):
+    head = DynamicMaskHead(in_channels=8, channels=8, num_layers=3, negative_slope=negative_slope)
     assert head.num_params == 169
     features = torch.randn(2, 8, 5, 7)
     params = torch.randn(3, 169)
     image_index = torch.tensor([1, 0, 1])
     centres = torch.tensor([[20.0, 12.0], [3.0, 30.0], [50.0, 33.0]])
     levels = torch.tensor([0, 2, 4])
-    logits = head(features, 8, image_index, centres, levels, params)
+    logits, activity = head.logits_and_activity(features, 8, image_index, centres, levels, params)
     assert logits.shape == (3, 10, 14)
+    torch.testing.assert_close(head(features, 8, image_index, centres, levels, params), logits)
     soi = [64.0, 128.0, 256.0, 512.0, 1024.0]
+    last_hidden = []
     for n in range(3):
         ys, xs = torch.meshgrid((torch.arange(5) + 0.5) * 8, (torch.arange(7) + 0.5) * 8, indexing="ij")
         relative = torch.stack([centres[n, 0] - xs, centres[n, 1] - ys]) / soi[int(levels[n])]
@@ -81,9 +85,25 @@ def test_dynamic_head_equals_explicit_per_instance_convolutions():
         for layer, (shape, w, b) in enumerate(zip([(8, 10), (8, 8), (1, 8)], weights, biases)):
             x = F.conv2d(x, w.reshape(*shape, 1, 1), b)
             if layer < 2:
-                x = F.relu(x)
+                if layer == 1:
+                    last_hidden.append(x)
+                x = torch.where(x > 0, x, negative_slope * x)
         expected = F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=False)[0, 0]
         torch.testing.assert_close(logits[n], expected, rtol=1e-5, atol=1e-5)
+    assert activity.item() == pytest.approx((torch.cat(last_hidden) > 0).float().mean().item())
+
+
+def test_dynamic_head_activity_reports_a_collapsed_head():
+    head = DynamicMaskHead(in_channels=8, channels=8, num_layers=3)
+    params = torch.randn(2, 169)
+    params[:, 152 + 8: 152 + 16] = -1e4  # second hidden layer's biases: every unit dead
+    args = (torch.randn(1, 8, 4, 4), 8, torch.tensor([0, 0]), torch.tensor([[8.0, 8.0], [20.0, 4.0]]), torch.tensor([0, 1]))
+    logits, activity = head.logits_and_activity(*args, params)
+    assert activity.item() == 0.0
+    torch.testing.assert_close(logits, params[:, -1, None, None].expand(2, 8, 8))  # constant: the final bias
+    assert head.logits_and_activity(*args, params[:0])[1].item() == 0.0
+    with pytest.raises(ValueError, match="negative_slope"):
+        DynamicMaskHead(negative_slope=1.0)
 
 
 def tiny_condinst(supervision: str, **settings):
@@ -120,6 +140,24 @@ def test_losses_are_finite_and_reach_the_controller(supervision):
     assert model.head.controller.weight.grad.abs().sum() > 0
     assert model.mask_branch.output.weight.grad.abs().sum() > 0
     assert int(model.iteration) == 1
+
+
+@pytest.mark.parametrize("negative_slope", [0.0, 0.1])
+def test_a_collapsed_relu_head_is_reported_once(negative_slope, caplog):
+    torch.manual_seed(0)
+    model = tiny_condinst("points", condinst_mask_head_negative_slope=negative_slope).train()
+    with torch.no_grad():  # kill every unit of the second hidden layer, for every location
+        model.head.controller.weight[160:168] = 0.0
+        model.head.controller.bias[160:168] = -1e4
+    batch = [sample(2)]
+    with caplog.at_level(logging.WARNING, logger="pointsup.modeling.condinst.model"), torch.no_grad():
+        for step in range(model.collapse_watch.patience + 1):
+            outputs = model(batch)
+            assert outputs["mask_head_active"].item() == 0.0
+            if step == model.collapse_watch.patience - 2:
+                assert not caplog.records
+    reported = [r for r in caplog.records if "has collapsed" in r.getMessage()]
+    assert len(reported) == (1 if negative_slope == 0 else 0)
 
 
 @pytest.mark.parametrize("supervision", ["masks", "points", "boxes"])

@@ -32,6 +32,7 @@ def build_condinst(
     condinst_mask_branch_norm: str | None = "bn",
     condinst_mask_head_channels: int = 8,
     condinst_mask_head_num_layers: int = 3,
+    condinst_mask_head_negative_slope: float = 0.0,
     condinst_sizes_of_interest: Sequence[float] = (64, 128, 256, 512, 1024),
     condinst_max_proposals: int = 500,
     condinst_mask_resolution: int = 112,
@@ -46,7 +47,8 @@ def build_condinst(
     (AdelaiDet's CondInst_MS_R_50_1x); ``num_classes`` excludes the background."""
     body = build_resnet_fpn(backbone, norm, trainable_backbone_layers, backbone_weights, fpn_channels, fpn_norm, levels="p3-p7")
     dynamic_head = DynamicMaskHead(condinst_mask_branch_out_channels, condinst_mask_head_channels, condinst_mask_head_num_layers,
-                                   tuple(condinst_sizes_of_interest), output_stride=P3_P7_STRIDES[0] // 2)
+                                   tuple(condinst_sizes_of_interest), output_stride=P3_P7_STRIDES[0] // 2,
+                                   negative_slope=condinst_mask_head_negative_slope)
     return CondInst(
         body,
         P3_P7_STRIDES,
@@ -71,7 +73,8 @@ CONDINST_KEYS = [
     "backbone", "norm", "backbone_weights", "trainable_backbone_layers", "fpn_channels", "fpn_norm", "fcos_num_convs",
     "fcos_center_sampling_radius", "fcos_score_thresh", "fcos_topk_candidates", "fcos_nms_thresh", "detections_per_image",
     "condinst_mask_branch_channels", "condinst_mask_branch_out_channels", "condinst_mask_branch_num_convs",
-    "condinst_mask_branch_norm", "condinst_mask_head_channels", "condinst_mask_head_num_layers", "condinst_sizes_of_interest",
+    "condinst_mask_branch_norm", "condinst_mask_head_channels", "condinst_mask_head_num_layers",
+    "condinst_mask_head_negative_slope", "condinst_sizes_of_interest",
     "condinst_max_proposals", "condinst_mask_resolution", "boxinst_pairwise_size", "boxinst_pairwise_dilation",
     "boxinst_pairwise_color_thresh", "boxinst_pairwise_warmup_iters", "pixel_mean", "pixel_std",
 ]

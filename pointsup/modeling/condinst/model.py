@@ -17,6 +17,7 @@ At inference each detection's mask probabilities are resampled onto a box-relati
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from typing import Literal, Sequence
 
@@ -26,7 +27,7 @@ from torch import Tensor, nn
 from torchvision.ops import roi_align
 
 from pointsup.modeling.condinst.color import color_similarity, downsample_for_pairwise
-from pointsup.modeling.condinst.dynamic_head import DynamicMaskHead
+from pointsup.modeling.condinst.dynamic_head import CollapseWatch, DynamicMaskHead
 from pointsup.modeling.condinst.fcos import CondInstHead, Locations, match_locations, select_detections
 from pointsup.modeling.condinst.losses import (
     box_masks_on_grid,
@@ -39,6 +40,8 @@ from pointsup.modeling.condinst.losses import (
 from pointsup.modeling.condinst.mask_branch import MaskBranch
 from pointsup.modeling.detector import Detector
 from pointsup.structures.instances import Detections, InstanceTargets, Sample
+
+log = logging.getLogger(__name__)
 
 CondInstSupervision = Literal["masks", "points", "boxes"]
 CONDINST_SUPERVISIONS = ("masks", "points", "boxes")
@@ -112,6 +115,7 @@ class CondInst(Detector):
         self.inference = inference or InferenceSettings()
         #: training iterations seen (BoxInst's pairwise warmup); saved with the weights
         self.register_buffer("iteration", torch.zeros((), dtype=torch.int64))
+        self.collapse_watch = CollapseWatch()
 
     @property
     def mask_feature_stride(self) -> int:
@@ -153,7 +157,7 @@ class CondInst(Detector):
             "loss_ctrness": detector["bbox_ctrness"],
         }
         positives = self._positives(matched)
-        mask_logits = self.dynamic_head(
+        mask_logits, activity = self.dynamic_head.logits_and_activity(
             mask_features, self.mask_feature_stride, positives.image_index,
             locations.centres[positives.location_index], locations.levels[positives.location_index],
             outputs["params"][positives.image_index, positives.location_index],
@@ -161,9 +165,21 @@ class CondInst(Detector):
         result.update(self._mask_losses(samples, targets, positives, mask_logits))
         with torch.no_grad():
             result["num_pos"] = torch.stack([(m >= 0).sum() for m in matched]).float().mean()
+        result["mask_head_active"] = activity
+        if self.training and self.dynamic_head.negative_slope == 0:
+            self._report_collapse(float(activity), int(positives.image_index.numel()))
         if self.training:
             self.iteration += 1
         return result
+
+    def _report_collapse(self, activity: float, num_instances: int) -> None:
+        if self.collapse_watch.update(activity, num_instances):
+            log.warning(
+                "CondInst's dynamic mask head has collapsed: under %.0f %% of its last hidden layer was active for %d "
+                "training batches in a row (now %.2f %%). Its ReLU units get no gradient, so it now predicts one constant "
+                "mask per instance (the box, once cut at inference) and will not recover. Train with "
+                "model.condinst_mask_head_negative_slope: 0.1 (leaky ReLU), as the CPU recipes do.",
+                100 * self.collapse_watch.threshold, self.collapse_watch.patience, 100 * activity)
 
     def _positives(self, matched: list[Tensor]) -> _Positives:
         image_index, location_index = torch.nonzero(torch.stack(matched) >= 0, as_tuple=True)
