@@ -20,7 +20,7 @@ class DynamicMaskHead(nn.Module):
     Args:
         in_channels: channels of the mask branch output.
         channels: hidden width.
-        num_layers: 1x1 layers (ReLU between them).
+        num_layers: 1x1 layers (ReLU, or leaky ReLU, between them).
         negative_slope: slope of the activation between layers below zero; 0 is CondInst's ReLU.
             A small positive slope (leaky ReLU) keeps the head from collapsing under point
             supervision: see :meth:`logits_and_activity`.
