@@ -99,7 +99,8 @@ class DynamicMaskHead(nn.Module):
         for layer, (weight, bias) in enumerate(zip(weights, biases)):
             x = torch.baddbmm(bias, weight, x)
             if layer < len(weights) - 1:
-                activity = (x.detach() > 0).to(x.dtype).mean()
+                if layer == len(weights) - 2:  # the last hidden layer
+                    activity = (x.detach() > 0).to(x.dtype).mean()
                 x = F.leaky_relu(x, self.negative_slope) if self.negative_slope else F.relu(x)
         logits = x.reshape(num, 1, height, width)
         upsampled = F.interpolate(logits, scale_factor=2, mode="bilinear", align_corners=False)

@@ -166,10 +166,10 @@ class CondInst(Detector):
         with torch.no_grad():
             result["num_pos"] = torch.stack([(m >= 0).sum() for m in matched]).float().mean()
         result["mask_head_active"] = activity
-        if self.training and self.dynamic_head.negative_slope == 0:
-            self._report_collapse(float(activity), int(positives.image_index.numel()))
         if self.training:
             self.iteration += 1
+            if self.dynamic_head.negative_slope == 0:
+                self._report_collapse(float(activity), int(positives.image_index.numel()))
         return result
 
     def _report_collapse(self, activity: float, num_instances: int) -> None:
