@@ -10,7 +10,8 @@ order until the budget is spent, once for P10 and once for masks (so the mask su
 smaller, and every subset is contained in the next larger one). Masks also get their own full
 budget. The Mask R-CNN CPU recipe trains on every masks and P10 subset with the same schedule;
 with `--forms ... boxes`, boxes (spotting + 7 s) train BoxInst, the CondInst CPU recipe from boxes
-alone. Each model is evaluated on the whole validation split.
+alone, on that recipe's own schedule (longer on balloon) unless --iterations sets one for all.
+Each model is evaluated on the whole validation split.
 
 Prints AP against annotation hours, writes the runs as a curves JSON (the input of
 `pointsup cost --curves ... --target-ap ...`, the paper's Figure 9) and plots AP against hours.
