@@ -101,7 +101,7 @@ class DynamicMaskHead(nn.Module):
             if layer < len(weights) - 1:
                 if layer == len(weights) - 2:  # the last hidden layer
                     activity = (x.detach() > 0).to(x.dtype).mean()
-                x = F.leaky_relu(x, self.negative_slope) if self.negative_slope else F.relu(x)
+                x = F.leaky_relu(x, self.negative_slope)  # slope 0: exactly ReLU
         logits = x.reshape(num, 1, height, width)
         upsampled = F.interpolate(logits, scale_factor=2, mode="bilinear", align_corners=False)
         return upsampled[:, 0], activity
