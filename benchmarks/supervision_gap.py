@@ -31,7 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks._datasets import add_run_arguments, data_overrides, head_config, prepare, schedule_overrides  # noqa: E402
 from pointsup.engine.config import load_config  # noqa: E402
-from pointsup.engine.trainer import TrainingResult, train  # noqa: E402
+from pointsup.engine.trainer import TrainingResult, evaluation_dir, train  # noqa: E402
 from pointsup.evaluation.coco_evaluator import RESULTS_FILE, load_ground_truth  # noqa: E402
 from pointsup.evaluation.mask_quality import matched_mask_iou  # noqa: E402
 from pointsup.utils.atomic import write_json_atomic  # noqa: E402
@@ -59,7 +59,7 @@ def train_one(dataset: str, head: str, supervision: str, work_dir: Path, seed: i
 
 def final_mask_iou(result: TrainingResult, val_json: str | None) -> float | None:
     """Mean mask IoU of the final evaluation's matched detections (None when none matched)."""
-    predictions = result.output_dir / "eval" / f"iter_{result.iterations:07d}" / RESULTS_FILE
+    predictions = evaluation_dir(result.output_dir, result.iterations) / RESULTS_FILE
     if val_json is None or not predictions.is_file():
         return None
     quality = matched_mask_iou(load_ground_truth(val_json, needs_masks=True), json.loads(predictions.read_text()))

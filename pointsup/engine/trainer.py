@@ -51,6 +51,11 @@ class TrainingResult:
     metrics: dict
 
 
+def evaluation_dir(output_dir: Path, iteration: int) -> Path:
+    """Where a run's evaluation after ``iteration`` writes its results and metrics."""
+    return output_dir / "eval" / f"iter_{iteration:07d}"
+
+
 def resolve_seed(config_seed: int) -> int:
     """The configured seed, or (for -1) one drawn on rank 0 and shared with every process."""
     seed = config_seed if config_seed >= 0 else random.SystemRandom().randrange(2**31)
@@ -162,7 +167,7 @@ class Trainer:
         if self.val_set is None:
             return {}
         results = evaluate(self.ddp_model, self.val_set, test_transforms(self.config), self.context,
-                           self.output_dir / "eval" / f"iter_{iteration:07d}", self.config.test.max_eval_images,
+                           evaluation_dir(self.output_dir, iteration), self.config.test.max_eval_images,
                            num_workers=min(self.config.data.num_workers, 2))
         if self.context.is_main_process and results:
             flat = {f"{task}/{name}": value for task, values in results.items() for name, value in values.items()

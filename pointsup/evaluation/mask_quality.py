@@ -47,6 +47,7 @@ def matched_mask_iou(ground_truth: COCO, results: Sequence[dict[str, Any]], box_
     if not (0.0 <= box_iou_threshold <= 1.0 and 0.0 <= score_threshold <= 1.0):
         raise ValueError(f"thresholds must be in [0, 1], got box IoU {box_iou_threshold} and score {score_threshold}")
     ious: list[float] = []
+    truths: dict[int, dict] = {}  # annotation id -> RLE, decoded once however many detections match it
     for result in results:
         if float(result["score"]) <= score_threshold:
             continue
@@ -60,6 +61,9 @@ def matched_mask_iou(ground_truth: COCO, results: Sequence[dict[str, Any]], box_
         best = int(np.argmax(box_ious))
         if box_ious[best] < box_iou_threshold:
             continue
-        truth = ground_truth.annToRLE(objects[best])
+        match = objects[best]
+        if match["id"] not in truths:
+            truths[match["id"]] = ground_truth.annToRLE(match)
+        truth = truths[match["id"]]
         ious.append(float(mask_utils.iou([result["segmentation"]], [truth], [0])[0, 0]))
     return MatchedMaskQuality(float(np.mean(ious)) if ious else math.nan, len(ious))
