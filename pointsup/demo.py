@@ -18,7 +18,7 @@ from pointsup.utils.atomic import write_bytes_atomic, write_json_atomic
 from pointsup.visualize import compose_grid, show_annotations
 
 #: The CPU recipe the demo trains, relative to the repository's configs/ folder.
-DEMO_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "cpu" / "synthetic_R18_points.yaml"
+DEMO_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "cpu" / "synthetic_lite0_points.yaml"
 DEMO_IMAGE_SIZE = 320
 
 
@@ -55,7 +55,7 @@ def run_demo(output_dir: str | Path, num_images: int = 96, seed: int = 0, iterat
     picture = show_annotations(points_path, dataset.image_dir, output / "points.png", max_images=4)
     print(f"      {picture}")
 
-    print("[5/6] training Mask R-CNN (ResNet-18-FPN from scratch) on the points only")
+    print("[5/6] training Mask R-CNN (EfficientNet-Lite0-FPN, ImageNet weights) on the points only")
     from pointsup.engine.config import load_config
     from pointsup.engine.trainer import train
     from pointsup.evaluation.coco_evaluator import format_ap_table

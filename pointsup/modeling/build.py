@@ -9,7 +9,7 @@ from torchvision.models.detection.anchor_utils import AnchorGenerator
 from torchvision.models.detection.faster_rcnn import FastRCNNConvFCHead, FastRCNNPredictor, TwoMLPHead
 from torchvision.models.detection.rpn import RegionProposalNetwork, RPNHead
 
-from pointsup.modeling.backbone import FEATURE_NAMES, FEATURE_STRIDES, build_resnet_fpn, norm_factory
+from pointsup.modeling.backbone import FEATURE_NAMES, FEATURE_STRIDES, build_backbone_fpn, norm_factory, resolve_normalization
 from pointsup.modeling.condinst.build import condinst_from_config
 from pointsup.modeling.detector import Detector
 from pointsup.modeling.mask_heads.base import RoIMaskHead, Supervision
@@ -155,17 +155,17 @@ def build_mask_rcnn(
     implicit_positional_encoding: bool = True,
     implicit_base_init: bool = False,
     train_mask_on_pred_boxes: bool = False,
-    pixel_mean: Sequence[float] = (123.675, 116.28, 103.53),
-    pixel_std: Sequence[float] = (58.395, 57.12, 57.375),
+    pixel_mean: Sequence[float] | None = None,
+    pixel_std: Sequence[float] | None = None,
 ) -> MaskRCNN:
     """A Mask R-CNN whose mask head is trained with ``supervision`` ("points" or "masks").
 
     Defaults follow detectron2's Base-RCNN-FPN (spec section F); ``num_classes`` excludes the
-    background.
+    background. ``pixel_mean`` / ``pixel_std`` None take the statistics of the backbone's weights.
     """
     if mask_head not in MASK_HEADS:
         raise ValueError(f"unknown mask head {mask_head!r}; choose from {MASK_HEADS}")
-    body = build_resnet_fpn(backbone, norm, trainable_backbone_layers, backbone_weights, fpn_channels, fpn_norm)
+    body = build_backbone_fpn(backbone, norm, trainable_backbone_layers, backbone_weights, fpn_channels, fpn_norm)
     anchors = AnchorGenerator(tuple((size,) for size in anchor_sizes), (tuple(aspect_ratios),) * len(anchor_sizes))
     rpn = RegionProposalNetwork(
         anchors,
@@ -196,7 +196,8 @@ def build_mask_rcnn(
         nms_thresh=box_nms_thresh,
         detections_per_img=detections_per_image,
     )
-    return MaskRCNN(body, rpn, heads, pixel_mean, pixel_std)
+    normalization = resolve_normalization(backbone, pixel_mean, pixel_std)
+    return MaskRCNN(body, rpn, heads, normalization.pixel_mean, normalization.pixel_std)
 
 
 def build_model(model_config: Any, num_classes: int, supervision: str) -> Detector:

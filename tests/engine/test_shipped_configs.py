@@ -40,7 +40,7 @@ def test_recipe_loads(path):
 
 @pytest.mark.parametrize("path", sorted((CONFIGS / "cpu").glob("*.yaml")), ids=lambda p: p.name)
 def test_cpu_recipe_builds_its_model(path):
-    config = load_config(path)
+    config = load_config(path, ["model.backbone_weights=null"])  # a meta model holds no weights
     with torch.device("meta"):
         model = build_model(config.model, 3, config.supervision)
     if config.model.architecture == "condinst":
@@ -50,3 +50,15 @@ def test_cpu_recipe_builds_its_model(path):
     expected = {"pointrend": PointRendMaskHead, "implicit_pointrend": ImplicitPointRendMaskHead}.get(config.model.mask_head)
     if expected is not None:
         assert isinstance(head, expected)
+
+
+def test_pretrained_cpu_recipe_starts_from_the_installed_imagenet_weights():
+    from pointsup.modeling.efficientnet_lite import EfficientNetLite, load_lite_weights
+
+    config = load_config(CONFIGS / "cpu" / "balloon_lite0_points.yaml")
+    assert config.model.backbone_weights == "imagenet" and config.model.pixel_mean is None
+    model = build_model(config.model, 1, config.supervision)
+    reference = EfficientNetLite("efficientnet_lite0")
+    load_lite_weights(reference, "imagenet")
+    torch.testing.assert_close(model.backbone.body.stage5[0].depthwise[0].weight, reference.stage5[0].depthwise[0].weight)
+    assert model.pixel_mean.flatten().tolist() == [127.5] * 3

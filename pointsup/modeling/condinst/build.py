@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
-from pointsup.modeling.backbone import P3_P7_STRIDES, build_resnet_fpn, norm_factory
+from pointsup.modeling.backbone import P3_P7_STRIDES, build_backbone_fpn, norm_factory, resolve_normalization
 from pointsup.modeling.condinst.dynamic_head import DynamicMaskHead
 from pointsup.modeling.condinst.fcos import CondInstHead
 from pointsup.modeling.condinst.mask_branch import MaskBranch
@@ -40,15 +40,17 @@ def build_condinst(
     boxinst_pairwise_dilation: int = 2,
     boxinst_pairwise_color_thresh: float = 0.3,
     boxinst_pairwise_warmup_iters: int = 10000,
-    pixel_mean: Sequence[float] = (123.675, 116.28, 103.53),
-    pixel_std: Sequence[float] = (58.395, 57.12, 57.375),
+    pixel_mean: Sequence[float] | None = None,
+    pixel_std: Sequence[float] | None = None,
 ) -> CondInst:
-    """CondInst on a ResNet-FPN p3-p7 backbone; defaults are the published R50 settings
-    (AdelaiDet's CondInst_MS_R_50_1x); ``num_classes`` excludes the background."""
-    body = build_resnet_fpn(backbone, norm, trainable_backbone_layers, backbone_weights, fpn_channels, fpn_norm, levels="p3-p7")
+    """CondInst on a backbone-FPN p3-p7; defaults are the published R50 settings (AdelaiDet's
+    CondInst_MS_R_50_1x); ``num_classes`` excludes the background; ``pixel_mean`` / ``pixel_std``
+    None take the statistics of the backbone's weights."""
+    body = build_backbone_fpn(backbone, norm, trainable_backbone_layers, backbone_weights, fpn_channels, fpn_norm, levels="p3-p7")
     dynamic_head = DynamicMaskHead(condinst_mask_branch_out_channels, condinst_mask_head_channels, condinst_mask_head_num_layers,
                                    tuple(condinst_sizes_of_interest), output_stride=P3_P7_STRIDES[0] // 2,
                                    negative_slope=condinst_mask_head_negative_slope)
+    normalization = resolve_normalization(backbone, pixel_mean, pixel_std)
     return CondInst(
         body,
         P3_P7_STRIDES,
@@ -57,8 +59,8 @@ def build_condinst(
                    num_levels=3, norm=norm_factory(condinst_mask_branch_norm)),
         dynamic_head,
         supervision,
-        pixel_mean,
-        pixel_std,
+        normalization.pixel_mean,
+        normalization.pixel_std,
         center_sampling_radius=fcos_center_sampling_radius,
         max_proposals=condinst_max_proposals,
         pairwise=PairwiseSettings(boxinst_pairwise_size, boxinst_pairwise_dilation, boxinst_pairwise_color_thresh,
