@@ -30,6 +30,16 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text}") from None
+    if not (value > 0 and value < float("inf")):
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text}")
+    return value
+
+
 def version_output_path(output: Path, version: int, versions: int) -> Path:
     """Where version ``version`` goes: ``output`` itself for a single version, else the
     ``{version}`` placeholder filled in, else ``STEM_v{version}SUFFIX``."""
@@ -183,6 +193,47 @@ def _run_selftrain(args: argparse.Namespace) -> None:
     print(result.format())
 
 
+def _run_recipe(args: argparse.Namespace) -> None:
+    from pointsup.engine.recipe import dataset_statistics, pixel_cost_model, propose_recipe
+    from pointsup.engine.recipe_stats import missing_image_files
+    from pointsup.engine.recipe_yaml import base_recipe_path, format_report, load_recipe_text, recipe_yaml
+    from pointsup.points.format import PointFormatError
+    from pointsup.utils.atomic import write_bytes_atomic
+
+    if args.architecture == "condinst" and args.mask_head not in (None, "maskrcnn"):
+        raise CommandError("--mask-head applies to --architecture mask_rcnn (CondInst has its own dynamic mask head)")
+    if args.output is not None and args.output.is_dir():
+        raise CommandError(f"{args.output} is a folder: give the YAML file to write")
+    if args.output is not None and args.output.exists() and not args.force:
+        raise CommandError(f"{args.output} exists: give --force to overwrite it")
+    if not args.images.is_dir():
+        raise CommandError(f"images folder not found: {args.images}")
+    base = args.base or base_recipe_path(args.architecture, args.mask_head or "maskrcnn", args.backbone)
+    if not base.is_file():
+        raise CommandError(f"base recipe not found: {base} (give --base FILE)")
+    try:
+        stats = dataset_statistics(args.dataset)
+    except PointFormatError as exc:
+        raise CommandError(f"{exc.source}: {exc.problems[0]}" if len(exc.problems) == 1 else str(exc)) from None
+    missing = missing_image_files(stats, args.images)
+    if len(missing) == stats.num_images:
+        raise CommandError(f"none of the {stats.num_images} images of {args.dataset} is under {args.images} (e.g. {missing[0]})")
+    cost = pixel_cost_model(args.seconds_per_iteration) if args.seconds_per_iteration else None
+    recipe = propose_recipe(stats, args.budget_minutes, architecture=args.architecture, mask_head=args.mask_head or "maskrcnn",
+                            backbone=args.backbone, seconds_per_iteration=cost)
+    text = recipe_yaml(recipe, base, args.dataset, args.images, stats)
+    load_recipe_text(text)  # the proposal must load as `pointsup train` will load it
+    print(format_report(stats, recipe))
+    if missing:
+        print(f"warning: {len(missing)} of {stats.num_images} images are not under {args.images} (e.g. {missing[0]})")
+    if args.output is None:
+        print()
+        print(text, end="")
+    else:
+        write_bytes_atomic(args.output, text.encode("utf-8"))
+        print(f"wrote {args.output}; train with: pointsup train {args.output}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="pointsup", description="Pointly-supervised instance segmentation.")
     parser.add_argument("--version", action="version", version=f"%(prog)s {__import__('pointsup').__version__}")
@@ -278,6 +329,21 @@ def build_parser() -> argparse.ArgumentParser:
     selftrain.add_argument("--reference", type=Path, default=None, help="COCO JSON with the true training masks, to report the pseudo masks' IoU")
     selftrain.add_argument("--device", default="auto", help="device for pseudo-labelling")
     selftrain.set_defaults(handler=_run_selftrain)
+
+    recipe = commands.add_parser("recipe", help="propose a CPU training recipe (input size, anchors, schedule) fitted to a COCO dataset")
+    recipe.add_argument("dataset", type=Path, help="COCO instances JSON to train on (points optional)")
+    recipe.add_argument("--images", type=Path, required=True, help="folder the file_name entries are relative to")
+    recipe.add_argument("--budget-minutes", type=_positive_float, default=30.0, help="training time to fit the schedule into (default 30)")
+    recipe.add_argument("--architecture", choices=["mask_rcnn", "condinst"], default="mask_rcnn")
+    recipe.add_argument("--mask-head", choices=["maskrcnn", "pointrend", "implicit_pointrend"], default=None,
+                        help="Mask R-CNN's mask head (default maskrcnn)")
+    recipe.add_argument("--backbone", choices=["efficientnet_lite0"], default="efficientnet_lite0")
+    recipe.add_argument("--seconds-per-iteration", type=_positive_float, default=None,
+                        help="measured seconds per training iteration at batch 4 and 320x480 input (default: the built-in estimate)")
+    recipe.add_argument("--base", type=Path, default=None, help="recipe to inherit from (default: the shipped CPU recipe of the model)")
+    recipe.add_argument("-o", "--output", type=Path, default=None, help="YAML file to write (default: print it)")
+    recipe.add_argument("--force", action="store_true", help="overwrite an existing --output file")
+    recipe.set_defaults(handler=_run_recipe)
 
     from pointsup.annotator.cli import add_annotate_parser
 
