@@ -29,6 +29,7 @@ from typing import NoReturn, Union
 
 from pointsup.data.split import split_by_image_id
 from pointsup.data.synthetic import generate_synthetic_dataset
+from pointsup.engine import solver
 from pointsup.engine.config import ConfigError, load_config
 from pointsup.points.format import PointFormatError, read_coco_json
 from pointsup.points.simulate import SimulationConfig, simulate
@@ -248,12 +249,9 @@ def data_overrides(data: BenchmarkData, supervision: str) -> list[str]:
 
 
 def schedule_overrides(iterations: int | None) -> list[str]:
-    """Overrides that shorten or lengthen a recipe to ``iterations`` (learning-rate steps at 75 %
-    and 92 %, fewer when they coincide in a very short run); none when ``iterations`` is None."""
-    if not iterations:
-        return []
-    steps = sorted({step for step in (int(iterations * 0.75), int(iterations * 0.92)) if step > 0})
-    return [f"solver.max_iter={iterations}", f"solver.steps=[{','.join(map(str, steps))}]"]
+    """Overrides that rescale a recipe to ``iterations`` (pointsup.engine.solver.rescaled_schedule);
+    none when ``iterations`` is None."""
+    return solver.schedule_overrides(iterations) if iterations else []
 
 
 def positive_int(text: str) -> int:

@@ -57,14 +57,14 @@ def run_demo(output_dir: str | Path, num_images: int = 96, seed: int = 0, iterat
 
     print("[5/6] training Mask R-CNN (EfficientNet-Lite0-FPN, ImageNet weights) on the points only")
     from pointsup.engine.config import load_config
+    from pointsup.engine.solver import schedule_overrides
     from pointsup.engine.trainer import train
     from pointsup.evaluation.coco_evaluator import format_ap_table
 
     overrides = [f"seed={seed}", "device=cpu", f"data.train_json={points_path}", f"data.train_images={dataset.image_dir}",
                  f"data.val_json={dataset.val_json}", f"data.val_images={dataset.image_dir}"]
     if iterations is not None:
-        overrides += [f"solver.max_iter={iterations}", f"solver.steps=[{max(iterations * 3 // 4, 1)}]",
-                      f"solver.warmup_iters={min(100, iterations)}", f"solver.checkpoint_period={max(iterations // 2, 1)}"]
+        overrides += [*schedule_overrides(iterations), f"solver.checkpoint_period={max(iterations // 2, 1)}"]
     config = load_config(DEMO_CONFIG, overrides)
     result = train(config, output / "training")
 

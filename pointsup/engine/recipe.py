@@ -35,6 +35,7 @@ import numpy as np
 
 from pointsup.data.transforms import shortest_edge_size
 from pointsup.engine.config import ModelConfig
+from pointsup.engine.solver import MAX_WARMUP_ITERS, STEP_FRACTIONS, WARMUP_FRACTION, rescaled_schedule
 from pointsup.engine.recipe_stats import DatasetStatistics, Percentiles, dataset_statistics, resized_object_sizes
 
 __all__ = ["DatasetStatistics", "IterationCost", "Recipe", "dataset_statistics", "pixel_cost_model", "propose_recipe"]
@@ -75,9 +76,6 @@ DEFAULT_SIZES_OF_INTEREST: tuple[float, ...] = tuple(ModelConfig().condinst_size
 TARGET_EPOCHS = 24.0
 MIN_ITERATIONS = 200
 ITERATION_ROUNDING = 10
-STEP_FRACTIONS = (0.75, 0.92)
-MAX_WARMUP_ITERS = 100
-WARMUP_FRACTION = 0.1
 CHECKPOINTS_PER_RUN = 4
 MIN_DETECTIONS = 20
 DETECTIONS_PER_DENSE_IMAGE = 2.0
@@ -253,8 +251,8 @@ def _schedule_decision(stats: DatasetStatistics, budget_minutes: float, per_iter
     else:
         limit = "capped by the budget"
     epochs = max_iter * ims_per_batch / stats.num_train_images
-    steps = [max(1, round(f * max_iter)) for f in STEP_FRACTIONS]
-    warmup = min(MAX_WARMUP_ITERS, round(WARMUP_FRACTION * max_iter))
+    schedule = rescaled_schedule(max_iter)
+    steps, warmup = schedule["solver.steps"], schedule["solver.warmup_iters"]
     period = min(max_iter, ITERATION_ROUNDING * math.ceil(max_iter / CHECKPOINTS_PER_RUN / ITERATION_ROUNDING))
     estimate = f"{per_iteration:.2f} s/iteration"
     if default_cost and (architecture, mask_head) != ("mask_rcnn", "maskrcnn"):
@@ -262,8 +260,7 @@ def _schedule_decision(stats: DatasetStatistics, budget_minutes: float, per_iter
     why = (f"{max_iter} iterations x {ims_per_batch} images = {epochs:.1f} epochs of {stats.num_train_images} training "
            f"images, about {max_iter * per_iteration / 60:.0f} min at {estimate}; the {budget_minutes:g}-min budget "
            f"fits {fit}, {TARGET_EPOCHS:g} epochs need {for_epochs} ({limit})")
-    settings = {"solver.ims_per_batch": ims_per_batch, "solver.max_iter": max_iter, "solver.steps": steps,
-                "solver.warmup_iters": warmup, "solver.checkpoint_period": period}
+    settings = {"solver.ims_per_batch": ims_per_batch, **schedule, "solver.checkpoint_period": period}
     comments = {
         "solver.ims_per_batch": "the CPU batch the time estimate assumes",
         "solver.max_iter": why,

@@ -35,6 +35,30 @@ NORM_LAYER_TYPES: tuple[type[nn.Module], ...] = (
 )
 
 
+#: Where a schedule of any length drops its learning rate, as fractions of ``max_iter``
+#: (detectron2's 1x: 60k and 80k of 90k, rounded to 0.75 and 0.92 as in the CPU recipes).
+STEP_FRACTIONS = (0.75, 0.92)
+#: A rescaled schedule warms up for this share of its iterations, at most MAX_WARMUP_ITERS.
+WARMUP_FRACTION = 0.1
+MAX_WARMUP_ITERS = 100
+
+
+def rescaled_schedule(max_iter: int) -> dict[str, int | list[int]]:
+    """The ``solver`` settings of a ``max_iter``-iteration run: learning-rate steps at
+    :data:`STEP_FRACTIONS` (fewer when they coincide in a very short run) and a warmup of
+    ``min(MAX_WARMUP_ITERS, WARMUP_FRACTION * max_iter)``; dotted config keys to values."""
+    if max_iter < 1:
+        raise ValueError(f"max_iter must be positive, got {max_iter}")
+    steps = sorted({step for step in (int(f * max_iter) for f in STEP_FRACTIONS) if 0 < step < max_iter})
+    return {"solver.max_iter": max_iter, "solver.steps": steps,
+            "solver.warmup_iters": min(MAX_WARMUP_ITERS, round(WARMUP_FRACTION * max_iter))}
+
+
+def schedule_overrides(max_iter: int) -> list[str]:
+    """:func:`rescaled_schedule` as ``KEY=VALUE`` config overrides."""
+    return [f"{key}={value}".replace(" ", "") for key, value in rescaled_schedule(max_iter).items()]
+
+
 def build_optimizer(
     model: nn.Module,
     base_lr: float,

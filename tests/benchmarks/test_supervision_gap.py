@@ -218,8 +218,7 @@ def test_fruits_nuts_has_no_r18_recipe(capsys: pytest.CaptureFixture[str]) -> No
 
 def test_schedule_overrides() -> None:
     assert schedule_overrides(None) == []
-    assert schedule_overrides(400) == ["solver.max_iter=400", "solver.steps=[300,368]"]
-    assert schedule_overrides(2) == ["solver.max_iter=2", "solver.steps=[1]"]  # steps stay strictly increasing
+    assert schedule_overrides(400) == ["solver.max_iter=400", "solver.steps=[300,368]", "solver.warmup_iters=40"]
 
 
 @pytest.fixture

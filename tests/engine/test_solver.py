@@ -14,7 +14,7 @@ from torch import nn
 from torchvision.ops.misc import FrozenBatchNorm2d
 
 from pointsup.engine.config import load_config
-from pointsup.engine.solver import WarmupMultiStepLR, build_optimizer, clip_gradients
+from pointsup.engine.solver import WarmupMultiStepLR, build_optimizer, clip_gradients, rescaled_schedule, schedule_overrides
 
 
 class TinyNet(nn.Module):
@@ -179,3 +179,14 @@ def test_clip_gradients_reports_a_non_finite_norm(caplog: pytest.LogCaptureFixtu
         total = clip_gradients([p], max_norm=1.0)
     assert not math.isfinite(total.item())
     assert "not finite" in caplog.text
+
+
+@given(max_iter=st.integers(1, 200_000))
+def test_a_rescaled_schedule_is_a_valid_config(max_iter):
+    schedule = rescaled_schedule(max_iter)
+    config = load_config(None, schedule_overrides(max_iter))
+    assert config.solver.max_iter == max_iter and config.solver.steps == schedule["solver.steps"]
+    assert all(0 < step < max_iter for step in config.solver.steps)
+    assert config.solver.warmup_iters == min(100, round(0.1 * max_iter))
+    if max_iter >= 100:
+        assert config.solver.steps == [int(0.75 * max_iter), int(0.92 * max_iter)]
