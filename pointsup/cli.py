@@ -365,6 +365,7 @@ _USER_ERRORS = (
     ("pointsup.data.dataset", "ImageSizeError"),
     ("pointsup.data.dataset", "AnnotationError"),
     ("pointsup.engine.pseudo_label", "PseudoLabelError"),
+    ("pointsup.modeling.efficientnet_lite", "BackboneWeightsError"),
 )
 
 

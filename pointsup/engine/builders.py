@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-
+import dataclasses
 
 from pointsup.data.dataset import ImageReadError, InstanceDataset
 from pointsup.data.transforms import Compose, build_test_transforms, build_train_transforms
@@ -86,6 +86,13 @@ def model_from_config(config: Config, num_classes: int, label_to_category_id: li
     if config.model.weights:
         load_model_weights(model, config.model.weights, label_to_category_id)
     return model
+
+
+def model_for_checkpoint(config: Config, num_classes: int) -> Detector:
+    """The model of ``config.model`` with no pretrained weights loaded, for a checkpoint that holds
+    all of them: no ImageNet or COCO file is read, so a trained model loads on a machine that has
+    neither (the input normalisation is the same, it comes with the backbone)."""
+    return build_model(dataclasses.replace(config.model, backbone_weights=None, weights=None), num_classes, config.supervision)
 
 
 def check_same_categories(train: InstanceDataset, val: InstanceDataset | None) -> None:

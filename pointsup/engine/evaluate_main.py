@@ -4,12 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pointsup.engine.builders import build_val_dataset, num_classes_for, test_transforms
+from pointsup.engine.builders import build_val_dataset, model_for_checkpoint, num_classes_for, test_transforms
 from pointsup.engine.checkpoint import load
 from pointsup.engine.config import Config, ConfigError
 from pointsup.engine.distributed import init_distributed
 from pointsup.engine.inference import evaluate
-from pointsup.modeling.build import build_model
 
 
 def evaluate_checkpoint(config: Config, weights: str | Path, output_dir: str | Path | None = None) -> dict:
@@ -23,7 +22,7 @@ def evaluate_checkpoint(config: Config, weights: str | Path, output_dir: str | P
     dataset = build_val_dataset(config)
     if dataset is None:
         raise ConfigError("data.val_json is not set: nothing to evaluate on")
-    model = build_model(config.model, num_classes_for(config, dataset), config.supervision)
+    model = model_for_checkpoint(config, num_classes_for(config, dataset))
     load(weights, model, restore_rng=False)
     model.to(context.device)
     output = Path(output_dir) if output_dir else Path(weights).parent / "eval"

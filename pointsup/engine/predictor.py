@@ -15,10 +15,10 @@ import torch
 
 from pointsup.data.dataset import read_image
 from pointsup.data.transforms import build_test_transforms
+from pointsup.engine.builders import model_for_checkpoint
 from pointsup.engine.checkpoint import CheckpointError, load_model_state, read_checkpoint
 from pointsup.engine.config import Config, config_from_dict
 from pointsup.engine.distributed import resolve_device
-from pointsup.modeling.build import build_model
 from pointsup.modeling.detector import Detector
 from pointsup.modeling.postprocess import masks_to_rles
 from pointsup.structures.instances import Detections, Sample
@@ -51,7 +51,7 @@ def load_trained_model(weights: str | Path, device: str = "auto", config: Config
         raise CheckpointError(f"{path}: not a checkpoint written by `pointsup train` (no config / class names inside); "
                               "pass the training config with --config")
     config = config or config_from_dict(extra["config"])
-    model = build_model(config.model, int(extra["num_classes"]), config.supervision)
+    model = model_for_checkpoint(config, int(extra["num_classes"]))
     load_model_state(model, payload["model"], strict=True, path=path)
     target = resolve_device(device)
     names = list(extra.get("category_names") or [str(k) for k in range(int(extra["num_classes"]))])

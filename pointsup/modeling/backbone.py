@@ -27,6 +27,7 @@ from torchvision.ops.feature_pyramid_network import LastLevelMaxPool, LastLevelP
 from torchvision.ops.misc import FrozenBatchNorm2d
 
 from pointsup.modeling import efficientnet_lite
+from pointsup.modeling.efficientnet_lite import BackboneWeightsError
 
 RESNETS: dict[str, tuple[Callable[..., resnet.ResNet], str]] = {
     "resnet18": (resnet.resnet18, "ResNet18_Weights"),
@@ -117,11 +118,16 @@ def resnet_body(name: str, norm: str, trainable_layers: int, weights: str | None
     builder, _ = RESNETS[name]
     module = builder(weights=imagenet_weights(name) if weights == "imagenet" else None, norm_layer=norm_factory(norm))
     if weights not in (None, "imagenet"):
-        state = torch.load(weights, map_location="cpu", weights_only=True)
-        missing, unexpected = module.load_state_dict(state, strict=False)
+        try:
+            state = torch.load(weights, map_location="cpu", weights_only=True)
+            missing, unexpected = module.load_state_dict(state, strict=False)
+        except FileNotFoundError:
+            raise FileNotFoundError(f"backbone weights file not found: {weights}") from None
+        except Exception as error:  # a truncated or foreign file
+            raise BackboneWeightsError(f"{weights}: not {name} weights ({type(error).__name__})") from None
         unused = [k for k in unexpected if not k.startswith("fc.")]
         if missing or unused:
-            raise ValueError(f"{weights}: not a {name} state dict (missing {missing[:5]}, unexpected {unused[:5]})")
+            raise BackboneWeightsError(f"{weights}: not a {name} state dict (missing {missing[:5]}, unexpected {unused[:5]})")
     trained = ["layer4", "layer3", "layer2", "layer1", "conv1"][:trainable_layers]
     if trainable_layers == 5:
         trained.append("bn1")

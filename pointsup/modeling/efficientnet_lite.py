@@ -292,6 +292,10 @@ def convert_reference_state_dict(state: Mapping[str, Tensor], variant: str) -> d
     return converted
 
 
+class BackboneWeightsError(ValueError):
+    """A weights file that cannot be read, or does not fit the variant."""
+
+
 class WeightsNotInstalledError(FileNotFoundError):
     """The pip package holding a variant's ImageNet weights is not installed."""
 
@@ -323,7 +327,7 @@ def load_lite_weights(model: EfficientNetLite, source: str | Path) -> Path:
     Raises:
         WeightsNotInstalledError: "imagenet" without the package.
         FileNotFoundError: a path that does not exist.
-        ValueError: an unreadable file, or one that does not fit the variant.
+        BackboneWeightsError: an unreadable file, or one that does not fit the variant.
     """
     path = installed_weights_file(model.variant) if str(source) == "imagenet" else Path(source)
     if not path.is_file():
@@ -331,10 +335,14 @@ def load_lite_weights(model: EfficientNetLite, source: str | Path) -> Path:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # a truncated or foreign file
-        raise ValueError(f"{path}: cannot read backbone weights ({error})") from None
+        raise BackboneWeightsError(f"{path}: cannot read {model.variant} weights: not a PyTorch state dict "
+                                   f"({type(error).__name__})") from None
     if not isinstance(state, dict):
-        raise ValueError(f"{path}: expected a state dict, found {type(state).__name__}")
-    state = convert_reference_state_dict(state, model.variant)
+        raise BackboneWeightsError(f"{path}: expected a state dict, found {type(state).__name__}")
+    try:
+        state = convert_reference_state_dict(state, model.variant)
+    except ValueError as error:
+        raise BackboneWeightsError(f"{path}: not {model.variant} weights ({error})") from None
     own = model.state_dict()
     wanted = {k: v for k, v in state.items() if not k.endswith("num_batches_tracked") or k in own}
     mismatched = [f"{k}: file {tuple(v.shape)} vs model {tuple(own[k].shape)}" for k, v in wanted.items()
@@ -343,7 +351,7 @@ def load_lite_weights(model: EfficientNetLite, source: str | Path) -> Path:
     missing = [k for k in missing if not k.startswith("classifier.") and not k.endswith("num_batches_tracked")]
     if mismatched or missing or unexpected:
         detail = mismatched[:3] or [f"missing {missing[:3]}" if missing else f"unexpected {unexpected[:3]}"]
-        raise ValueError(f"{path}: not {model.variant} weights ({'; '.join(detail)})")
+        raise BackboneWeightsError(f"{path}: not {model.variant} weights ({'; '.join(detail)})")
     return path
 
 
@@ -358,6 +366,6 @@ def build_efficientnet_lite(variant: str, norm: NormLayer | None = None, weights
 
 
 __all__ = ["BASE_STAGES", "EfficientNetLite", "LiteVariant", "MBConvBlock", "SameConv2d", "STAGE_OF_LEVEL",
-           "TRAINABLE_GROUPS", "VARIANTS", "WeightsNotInstalledError", "batch_norm", "build_efficientnet_lite",
+           "TRAINABLE_GROUPS", "VARIANTS", "BackboneWeightsError", "WeightsNotInstalledError", "batch_norm", "build_efficientnet_lite",
            "convert_reference_state_dict", "freeze_stages", "installed_weights_file", "load_lite_weights",
            "same_padding", "scaled_channels", "scaled_stages"]

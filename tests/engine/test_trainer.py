@@ -160,3 +160,34 @@ def test_missing_image_is_named(data, tmp_path, capsys):
                        "--output", str(tmp_path / "run")])
     assert status == 2
     assert "does_not_exist.png" in capsys.readouterr().err
+
+
+def test_a_pretrained_lite0_model_predicts_where_its_weights_package_is_absent(data, tmp_path, monkeypatch):
+    """The checkpoint holds every weight: predicting must not need the ImageNet weights package."""
+    import dataclasses
+
+    from pointsup.engine.predictor import load_trained_model, predict_files
+    from pointsup.modeling.efficientnet_lite import VARIANTS
+
+    lite0 = REPO_ROOT / "configs" / "cpu" / "synthetic_lite0_points.yaml"
+    run = tmp_path / "run"
+    result = train(load_config(lite0, [*overrides(data, "solver.max_iter=1", "data.val_json=null"), "model.backbone=efficientnet_lite0",
+                                       "model.norm=frozen_bn", "model.trainable_backbone_layers=3", "model.backbone_weights=imagenet"]), run)
+    monkeypatch.setitem(VARIANTS, "efficientnet_lite0",
+                        dataclasses.replace(VARIANTS["efficientnet_lite0"], weights_package="efficientnet-lite0-absent-package"))
+    trained = load_trained_model(result.final_checkpoint, "cpu")
+    assert trained.model.pixel_mean.flatten().tolist() == [127.5] * 3
+    image = sorted(Path(data["images"]).glob("*.png"))[0]
+    [(path, _, detections)] = list(predict_files(trained, [image]))
+    assert path == image and detections.boxes.shape[1] == 4
+
+
+@pytest.mark.parametrize("backbone", ["resnet18", "efficientnet_lite0"])
+def test_unreadable_backbone_weights_are_one_line_and_status_2(data, tmp_path, capsys, backbone):
+    bad = tmp_path / "weights.pth"
+    bad.write_bytes(b"\x80\x02 not a checkpoint" * 10)
+    status = cli_main(["train", str(CPU_CONFIG), *overrides(data, f"model.backbone={backbone}", f"model.backbone_weights={bad}"),
+                       "--output", str(tmp_path / "run")])
+    error = capsys.readouterr().err.strip()
+    assert status == 2 and len(error.splitlines()) == 1
+    assert str(bad) in error and backbone in error
