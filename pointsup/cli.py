@@ -194,12 +194,22 @@ def _run_selftrain(args: argparse.Namespace) -> None:
 
 
 def _run_recipe(args: argparse.Namespace) -> None:
-    from pointsup.engine.recipe import dataset_statistics, pixel_cost_model, propose_recipe
+    from pointsup.engine.recipe import DEFAULT_BUDGET_MINUTES, dataset_statistics, pixel_cost_model, propose_recipe
     from pointsup.engine.recipe_stats import missing_image_files
     from pointsup.engine.recipe_yaml import base_recipe_path, format_report, load_recipe_text, recipe_yaml
     from pointsup.points.format import PointFormatError
     from pointsup.utils.atomic import write_bytes_atomic
 
+    if args.base is not None:  # the model is the base recipe's: flags may only agree with it
+        from pointsup.engine.config import load_config
+
+        base_model = load_config(args.base).model
+        for flag, given, actual in (("--architecture", args.architecture, base_model.architecture),
+                                    ("--mask-head", args.mask_head, base_model.mask_head)):
+            if given is not None and given != actual:
+                raise CommandError(f"{flag} {given} contradicts --base {args.base}, whose model is {actual}")
+        args.architecture, args.mask_head = base_model.architecture, base_model.mask_head
+    args.architecture = args.architecture or "mask_rcnn"
     if args.architecture == "condinst" and args.mask_head not in (None, "maskrcnn"):
         raise CommandError("--mask-head applies to --architecture mask_rcnn (CondInst has its own dynamic mask head)")
     if args.output is not None and args.output.is_dir():
@@ -219,7 +229,7 @@ def _run_recipe(args: argparse.Namespace) -> None:
     if len(missing) == stats.num_images:
         raise CommandError(f"none of the {stats.num_images} images of {args.dataset} is under {args.images} (e.g. {missing[0]})")
     cost = pixel_cost_model(args.seconds_per_iteration) if args.seconds_per_iteration else None
-    recipe = propose_recipe(stats, args.budget_minutes, architecture=args.architecture, mask_head=args.mask_head or "maskrcnn",
+    recipe = propose_recipe(stats, args.budget_minutes or DEFAULT_BUDGET_MINUTES, architecture=args.architecture, mask_head=args.mask_head or "maskrcnn",
                             backbone=args.backbone, seconds_per_iteration=cost)
     text = recipe_yaml(recipe, base, args.dataset, args.images, stats)
     load_recipe_text(text)  # the proposal must load as `pointsup train` will load it
@@ -333,8 +343,9 @@ def build_parser() -> argparse.ArgumentParser:
     recipe = commands.add_parser("recipe", help="propose a CPU training recipe (input size, anchors, schedule) fitted to a COCO dataset")
     recipe.add_argument("dataset", type=Path, help="COCO instances JSON to train on (points optional)")
     recipe.add_argument("--images", type=Path, required=True, help="folder the file_name entries are relative to")
-    recipe.add_argument("--budget-minutes", type=_positive_float, default=30.0, help="training time to fit the schedule into (default 30)")
-    recipe.add_argument("--architecture", choices=["mask_rcnn", "condinst"], default="mask_rcnn")
+    recipe.add_argument("--budget-minutes", type=_positive_float, default=None,
+                        help="training time to fit the schedule into (default 30, pointsup.engine.recipe.DEFAULT_BUDGET_MINUTES)")
+    recipe.add_argument("--architecture", choices=["mask_rcnn", "condinst"], default=None, help="default mask_rcnn, or --base's")
     recipe.add_argument("--mask-head", choices=["maskrcnn", "pointrend", "implicit_pointrend"], default=None,
                         help="Mask R-CNN's mask head (default maskrcnn)")
     recipe.add_argument("--backbone", choices=["efficientnet_lite0"], default="efficientnet_lite0")

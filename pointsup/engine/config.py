@@ -29,7 +29,7 @@ from typing import Any, Literal, Mapping, Sequence
 
 import yaml
 
-from pointsup.modeling.backbone import input_normalization
+from pointsup.modeling.normalization import TORCHVISION_NORMALIZATION, input_normalization
 from pointsup.utils.atomic import atomic_write
 
 #: The key that names the file(s) a config file inherits from.
@@ -132,8 +132,9 @@ class ModelConfig:
     boxinst_pairwise_warmup_iters: int = 10000
     #: Number of object classes; None takes it from the training dataset.
     num_classes: int | None = None
-    #: Per-channel mean and standard deviation of RGB input in [0, 255]; null takes the statistics
-    #: the backbone's weights were trained with (pointsup.modeling.backbone.input_normalization).
+    #: Per-channel mean and standard deviation of RGB input in [0, 255]; left out, they are the
+    #: statistics the backbone's weights were trained with (pointsup.modeling.normalization), filled
+    #: in when the config is read, so that a saved config records what the model saw.
     pixel_mean: list[float] | None = None
     pixel_std: list[float] | None = None
 
@@ -250,8 +251,9 @@ def load_config(path: str | Path | None, overrides: Sequence[str] = ()) -> Confi
 
 
 def config_from_dict(data: Mapping[str, Any]) -> Config:
-    """Build a config from nested mappings (missing keys take their defaults), checked like a file."""
-    return _build_config(_validated(data, Config, "", "the config dict"), {})
+    """Build a config from nested mappings (missing keys take their defaults), checked like a file,
+    except the published-weights rules: a stored config (a checkpoint's) is taken as it trained."""
+    return _build_config(_validated(data, Config, "", "the config dict"), {}, published_weights_check=False)
 
 
 def dump_config(config: Config, path: str | Path) -> None:
@@ -377,14 +379,36 @@ def _coerce(value: Any, expected: Any, key: str, source: str) -> Any:
     raise ConfigError(f"{source}: '{key}' must be {_describe(expected)}, not {_show(value)}")
 
 
-def _build_config(tree: Mapping[str, Any], sources: Mapping[str, str]) -> Config:
-    """Instantiate the dataclasses from a validated tree and check settings that depend on each other."""
+def _build_config(tree: Mapping[str, Any], sources: Mapping[str, str], published_weights_check: bool = True) -> Config:
+    """Instantiate the dataclasses from a validated tree, check settings that depend on each other
+    (and, with ``published_weights_check``, that published weights get their own pixel statistics
+    and normalisation layers), and fill in the backbone's pixel statistics where none are given."""
     config = _instantiate(Config, tree)
-    problems = _consistency_problems(config)
+    problems = _consistency_problems(config) + (_published_weights_problems(config.model) if published_weights_check else [])
     if problems:
         listed = "\n".join(f"  - {key}{_origin(key, sources)}: {message}" for key, message in problems)
         raise ConfigError(f"inconsistent config settings:\n{listed}")
+    own = input_normalization(config.model.backbone)
+    config.model.pixel_mean = config.model.pixel_mean or list(own.pixel_mean)
+    config.model.pixel_std = config.model.pixel_std or list(own.pixel_std)
     return config
+
+
+def _published_weights_problems(model: ModelConfig) -> list[tuple[str, str]]:
+    """Published weights (``backbone_weights: imagenet``, ``weights: coco``) were trained with
+    BatchNorm and with fixed pixel statistics: refuse GroupNorm and any other statistics."""
+    problems = []
+    source = "torchvision's COCO Mask R-CNN" if model.weights == "coco" else f"the ImageNet {model.backbone}"
+    expected = TORCHVISION_NORMALIZATION if model.weights == "coco" else input_normalization(model.backbone)
+    if model.weights != "coco" and model.backbone_weights != "imagenet":
+        return problems
+    for key, given, own in (("pixel_mean", model.pixel_mean, expected.pixel_mean), ("pixel_std", model.pixel_std, expected.pixel_std)):
+        if given is not None and [float(v) for v in given] != list(own):
+            problems.append((f"model.{key}", f"{source} weights expect {list(own)}; leave it out to use them"))
+    if model.norm == "gn" and model.backbone_weights == "imagenet":
+        problems.append(("model.norm", f"the ImageNet {model.backbone} weights hold BatchNorm layers: use frozen_bn or bn "
+                                       "(gn trains from scratch, with backbone_weights: null)"))
+    return problems
 
 
 def _instantiate(schema: type, tree: Mapping[str, Any]) -> Any:
@@ -415,11 +439,6 @@ def _consistency_problems(config: Config) -> list[tuple[str, str]]:
     check(model.pixel_mean is None or len(model.pixel_mean) == 3, "model.pixel_mean", "must have 3 values (R, G, B), or be null")
     check(model.pixel_std is None or (len(model.pixel_std) == 3 and min(model.pixel_std, default=1) > 0), "model.pixel_std",
           "must have 3 positive values, or be null")
-    if model.backbone_weights is not None:
-        expected = input_normalization(model.backbone)
-        for key, given, own in (("pixel_mean", model.pixel_mean, expected.pixel_mean), ("pixel_std", model.pixel_std, expected.pixel_std)):
-            check(given is None or [float(v) for v in given] == list(own), f"model.{key}",
-                  f"the pretrained {model.backbone} weights expect {list(own)}; leave it null so the backbone's own statistics are used")
     check(0 < model.roi_positive_fraction <= 1, "model.roi_positive_fraction", "must be in (0, 1]")
     check(config.supervision != "boxes" or model.architecture == "condinst", "supervision",
           "boxes (BoxInst) needs model.architecture: condinst")

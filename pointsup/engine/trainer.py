@@ -23,8 +23,8 @@ from tqdm import tqdm
 
 from pointsup.data.loader import build_train_loader
 from pointsup.engine import checkpoint as checkpoints
-from pointsup.engine.builders import (build_train_dataset, build_val_dataset, check_same_categories, model_from_config,
-                                      num_classes_for, test_transforms, train_transforms)
+from pointsup.engine.builders import (build_train_dataset, build_val_dataset, check_same_categories, model_for_checkpoint,
+                                      model_from_config, num_classes_for, test_transforms, train_transforms)
 from pointsup.engine.config import Config, ConfigError, dump_config
 from pointsup.engine.distributed import DistributedContext, all_gather_object, init_distributed, reduce_dict
 from pointsup.engine.inference import evaluate
@@ -122,7 +122,10 @@ class Trainer:
         if resume_from is None:  # seed before the weights are initialised, so a run is reproducible
             self.seed = resolve_seed(config.seed)
             seed_everything(self.seed, context.rank)
-        model = model_from_config(config, self.num_classes, self.train_set.label_to_category_id if not resume_from else None)
+        if resume_from is None:
+            model = model_from_config(config, self.num_classes, self.train_set.label_to_category_id)
+        else:  # every weight comes from the checkpoint: no pretrained file is read
+            model = model_for_checkpoint(config, self.num_classes)
         self.model = model.to(self.device)
         self.optimizer = build_optimizer(self.model, config.solver.base_lr, config.solver.momentum,
                                          config.solver.weight_decay, config.solver.weight_decay_norm)

@@ -8,16 +8,15 @@ Two pyramids:
 * ``levels="p3-p7"`` (FCOS / CondInst): "0".."2" = p3..p5 (strides 8..32), "p6" and "p7"
   (strides 64, 128: stride-2 convolutions on p5, then on relu(p6)).
 
-The pixel statistics belong to the backbone, as torchvision's weight metadata carries them:
-:func:`input_normalization` is the one place that says which statistics a backbone's weights were
-trained with, and the model builders take them from there unless told otherwise.
+The pixel statistics belong to the backbone's weights (:mod:`pointsup.modeling.normalization`);
+the model builders take them from there unless told otherwise.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Callable, Sequence
+from typing import Callable
 
 import torch
 from torch import nn
@@ -28,6 +27,13 @@ from torchvision.ops.misc import FrozenBatchNorm2d
 
 from pointsup.modeling import efficientnet_lite
 from pointsup.modeling.efficientnet_lite import BackboneWeightsError
+from pointsup.modeling.normalization import (
+    LITE_NORMALIZATION,
+    TORCHVISION_NORMALIZATION,
+    InputNormalization,
+    input_normalization,
+    resolve_normalization,
+)
 
 RESNETS: dict[str, tuple[Callable[..., resnet.ResNet], str]] = {
     "resnet18": (resnet.resnet18, "ResNet18_Weights"),
@@ -46,37 +52,6 @@ RPN_FEATURE_NAMES = ["0", "1", "2", "3", "pool"]
 P3_P7_FEATURE_NAMES = ["0", "1", "2", "p6", "p7"]
 P3_P7_STRIDES = [8, 16, 32, 64, 128]
 PYRAMIDS = ("p2-p6", "p3-p7")
-
-
-@dataclass(frozen=True)
-class InputNormalization:
-    """Per-channel RGB statistics on the 0-255 scale: a network sees ``(image - mean) / std``."""
-
-    pixel_mean: tuple[float, float, float]
-    pixel_std: tuple[float, float, float]
-
-
-#: torchvision's ImageNet statistics (its ResNet weights, and our default).
-TORCHVISION_NORMALIZATION = InputNormalization((123.675, 116.28, 103.53), (58.395, 57.12, 57.375))
-#: The TensorFlow EfficientNet-Lite weights: input scaled to [-1, 1].
-LITE_NORMALIZATION = InputNormalization((127.5, 127.5, 127.5), (127.5, 127.5, 127.5))
-
-
-def input_normalization(backbone: str) -> InputNormalization:
-    """The pixel statistics ``backbone``'s pretrained weights expect."""
-    if backbone in efficientnet_lite.VARIANTS:
-        return LITE_NORMALIZATION
-    if backbone in RESNETS:
-        return TORCHVISION_NORMALIZATION
-    raise ValueError(f"unknown backbone {backbone!r}; choose from {list(BACKBONES)}")
-
-
-def resolve_normalization(backbone: str, pixel_mean: Sequence[float] | None = None,
-                          pixel_std: Sequence[float] | None = None) -> InputNormalization:
-    """The statistics a model normalises its input with: each value given, else the backbone's own."""
-    own = input_normalization(backbone)
-    return InputNormalization(tuple(pixel_mean) if pixel_mean is not None else own.pixel_mean,  # type: ignore[arg-type]
-                              tuple(pixel_std) if pixel_std is not None else own.pixel_std)  # type: ignore[arg-type]
 
 
 def group_norm(channels: int, groups: int = 32) -> nn.GroupNorm:
@@ -141,10 +116,9 @@ def resnet_body(name: str, norm: str, trainable_layers: int, weights: str | None
 def lite_body(name: str, norm: str, trainable_layers: int, weights: str | None) -> Body:
     """EfficientNet-Lite: "imagenet" (the installed weights package), a state dict file, or None.
     BatchNorm keeps the TensorFlow epsilon the weights were trained with."""
-    if norm == "gn":
-        layer = group_norm
-    else:
-        layer = efficientnet_lite.batch_norm(frozen=norm == "frozen_bn")
+    if norm not in NORMS:
+        raise ValueError(f"unknown normalisation {norm!r}; choose from {NORMS}")
+    layer = group_norm if norm == "gn" else efficientnet_lite.batch_norm(frozen=norm == "frozen_bn")
     module = efficientnet_lite.build_efficientnet_lite(name, layer, weights, trainable_layers)
     stages = [efficientnet_lite.STAGE_OF_LEVEL[level] for level in ("c2", "c3", "c4", "c5")]
     return Body(module, stages, [module.stage_channels[stage] for stage in stages])

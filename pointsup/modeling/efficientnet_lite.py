@@ -348,7 +348,8 @@ def load_lite_weights(model: EfficientNetLite, source: str | Path) -> Path:
     mismatched = [f"{k}: file {tuple(v.shape)} vs model {tuple(own[k].shape)}" for k, v in wanted.items()
                   if k in own and own[k].shape != v.shape]
     missing, unexpected = model.load_state_dict(wanted, strict=False) if not mismatched else ([], [])
-    missing = [k for k in missing if not k.startswith("classifier.") and not k.endswith("num_batches_tracked")]
+    # a backbone-only file may lack the classification head, which detectors do not use
+    missing = [k for k in missing if not k.startswith(("classifier.", "head.")) and not k.endswith("num_batches_tracked")]
     if mismatched or missing or unexpected:
         detail = mismatched[:3] or [f"missing {missing[:3]}" if missing else f"unexpected {unexpected[:3]}"]
         raise BackboneWeightsError(f"{path}: not {model.variant} weights ({'; '.join(detail)})")

