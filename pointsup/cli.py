@@ -9,7 +9,10 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import TYPE_CHECKING, Callable, Sequence
+
+if TYPE_CHECKING:
+    from pointsup.engine.config import Config
 
 
 class CommandError(Exception):
@@ -55,6 +58,7 @@ def _run_simulate(args: argparse.Namespace) -> None:
     from pointsup.points.sampling import BOUNDARY_BIAS_PRESETS, BoundaryBias
     from pointsup.points.simulate import SimulationConfig, simulate_versions
     from pointsup.utils.atomic import write_json_atomic
+    from pointsup.utils.paths import refuse_output_over_input
 
     if args.oversample is not None or args.importance is not None:
         preset = BOUNDARY_BIAS_PRESETS[args.boundary_bias] or BoundaryBias(3, 0.75)
@@ -73,6 +77,10 @@ def _run_simulate(args: argparse.Namespace) -> None:
         )
     except ValueError as exc:
         raise CommandError(str(exc)) from None
+    for version in range(1, args.versions + 1):
+        refuse_output_over_input(version_output_path(args.output, version, args.versions), [args.input], "-o")
+    if args.stats_json:
+        refuse_output_over_input(args.stats_json, [args.input], "--stats-json")
     coco = read_coco_json(args.input)
     all_statistics = {}
     for result in simulate_versions(coco, config, args.versions, str(args.input), show_progress=not args.quiet, consume_input=True):
@@ -120,7 +128,8 @@ def _run_show(args: argparse.Namespace) -> None:
     from pointsup.visualize import show_annotations
 
     try:
-        path = show_annotations(args.annotations, args.images, args.output, image_ids=args.image_id, max_images=args.max_images)
+        path = show_annotations(args.annotations, args.images, args.output, image_ids=args.image_id, max_images=args.max_images,
+                                output_option="-o")
     except ValueError as exc:
         raise CommandError(str(exc)) from None
     print(f"wrote {path}")
@@ -138,12 +147,31 @@ def _overrides_and_config(args: argparse.Namespace):
     return load_config(args.config, args.overrides)
 
 
+def _prepare_train_output(args: argparse.Namespace, config: Config, output: Path) -> None:
+    """Refuse an output folder that holds an input file where the run writes, or that holds a
+    finished or interrupted run without ``--resume``; with ``--restart`` move that run aside."""
+    from pointsup.engine.run_folder import move_run_aside, refuse_inputs_in_run, run_markers, training_inputs
+
+    option = "--output" if args.output else "output_dir"
+    own_config = args.resume or args.restart  # config.yaml is the run's own (resumed) or is moved aside first
+    refuse_inputs_in_run(output, [*training_inputs(config), None if own_config else args.config], option)
+    markers = run_markers(output)
+    if not markers or args.resume:
+        return
+    if not args.restart:
+        raise CommandError(f"{option} {output} already holds a training run ({', '.join(markers)}): give --resume to continue it, "
+                           "or --restart to move it aside and start over")
+    print(f"moved the previous run in {output} to {move_run_aside(output)}")
+
+
 def _run_train(args: argparse.Namespace) -> None:
-    from pointsup.engine.distributed import launch
+    from pointsup.engine.distributed import launch, launched_rank
     from pointsup.engine.trainer import train_main
 
     config = _overrides_and_config(args)
     output = str(args.output or config.output_dir)
+    if launched_rank() == 0:  # under torchrun every process runs this: rank 0 alone checks and moves
+        _prepare_train_output(args, config, Path(output))
     if args.num_gpus > 1:
         launch(train_main, args.num_gpus, (config, output, args.resume))
     else:
@@ -151,10 +179,15 @@ def _run_train(args: argparse.Namespace) -> None:
 
 
 def _run_eval(args: argparse.Namespace) -> None:
-    from pointsup.engine.evaluate_main import evaluate_checkpoint
-    from pointsup.evaluation.coco_evaluator import format_ap_table, format_per_category_table
+    from pointsup.engine.evaluate_main import evaluate_checkpoint, evaluation_output_dir
+    from pointsup.evaluation.coco_evaluator import METRICS_FILE, RESULTS_FILE, format_ap_table, format_per_category_table
+    from pointsup.utils.paths import refuse_output_over_input
 
     config = _overrides_and_config(args)
+    output = evaluation_output_dir(args.weights, args.output)
+    for name in (RESULTS_FILE, METRICS_FILE):
+        refuse_output_over_input(output / name, [args.config, args.weights, config.data.val_json],
+                                 "--output" if args.output else "the default evaluation folder", folder=output)
     results = evaluate_checkpoint(config, args.weights, args.output)
     if results:
         print(format_ap_table(results, title=f"{args.weights}"))
@@ -162,8 +195,11 @@ def _run_eval(args: argparse.Namespace) -> None:
 
 
 def _run_predict(args: argparse.Namespace) -> None:
-    from pointsup.engine.predict_main import predict_to_folder
+    from pointsup.engine.predict_main import output_files, predict_to_folder
+    from pointsup.utils.paths import refuse_output_over_input
 
+    for output in output_files(args.images, args.output):
+        refuse_output_over_input(output, [*args.images, args.weights, args.config], "-o", folder=args.output)
     predict_to_folder(args.weights, args.images, args.output, args.score_threshold, args.device, args.config)
 
 
@@ -171,9 +207,11 @@ def _run_pseudo_label(args: argparse.Namespace) -> None:
     from pointsup.engine.config import load_config
     from pointsup.engine.predictor import load_trained_model
     from pointsup.engine.pseudo_label import pseudo_label
+    from pointsup.utils.paths import refuse_output_over_input
 
     if args.overrides and not args.config:
         raise CommandError("KEY=VALUE overrides apply to --config: give the config file as well")
+    refuse_output_over_input(args.output, [args.dataset, args.weights, args.reference, args.config], "-o")
     config = load_config(args.config, args.overrides) if args.config else None
     trained = load_trained_model(args.weights, args.device, config)
     images = args.images or trained.config.data.train_images
@@ -187,8 +225,16 @@ def _run_pseudo_label(args: argparse.Namespace) -> None:
 
 
 def _run_selftrain(args: argparse.Namespace) -> None:
-    from pointsup.engine.selftrain import run_selftraining
+    from pointsup.engine.run_folder import refuse_inputs_in_run, training_inputs
+    from pointsup.engine.selftrain import SelfTrainingPaths, run_selftraining, selftrain_configs
+    from pointsup.utils.paths import refuse_output_over_input
 
+    paths = SelfTrainingPaths(args.output)
+    points_config, _ = selftrain_configs(args.config, args.overrides, paths.pseudo_json)
+    inputs = [args.config, *training_inputs(points_config), args.reference]
+    refuse_output_over_input(paths.pseudo_json, inputs, "--output", folder=args.output)
+    for run_dir in (paths.points_dir, paths.masks_dir):
+        refuse_inputs_in_run(run_dir, inputs, "--output", named=args.output)
     result = run_selftraining(args.config, args.output, args.overrides, args.num_gpus, args.device, args.reference)
     print(result.format())
 
@@ -199,6 +245,7 @@ def _run_recipe(args: argparse.Namespace) -> None:
     from pointsup.engine.recipe_yaml import base_recipe_path, format_report, load_recipe_text, recipe_yaml
     from pointsup.points.format import PointFormatError
     from pointsup.utils.atomic import write_bytes_atomic
+    from pointsup.utils.paths import refuse_output_over_input
 
     if args.base is not None:  # the model is the base recipe's: flags may only agree with it
         from pointsup.engine.config import load_config
@@ -212,6 +259,8 @@ def _run_recipe(args: argparse.Namespace) -> None:
     args.architecture = args.architecture or "mask_rcnn"
     if args.architecture == "condinst" and args.mask_head not in (None, "maskrcnn"):
         raise CommandError("--mask-head applies to --architecture mask_rcnn (CondInst has its own dynamic mask head)")
+    if args.output is not None:
+        refuse_output_over_input(args.output, [args.dataset, args.base], "-o")
     if args.output is not None and args.output.is_dir():
         raise CommandError(f"{args.output} is a folder: give the YAML file to write")
     if args.output is not None and args.output.exists() and not args.force:
@@ -300,7 +349,10 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("config", type=Path, help="YAML config (see configs/)")
     train.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="dotted config overrides, e.g. solver.base_lr=0.01")
     train.add_argument("--output", type=Path, default=None, help="output folder (default: the config's output_dir)")
-    train.add_argument("--resume", action="store_true", help="continue from the last checkpoint in the output folder")
+    start = train.add_mutually_exclusive_group()
+    start.add_argument("--resume", action="store_true", help="continue from the last checkpoint in the output folder")
+    start.add_argument("--restart", action="store_true",
+                       help="move a previous run in the output folder into OUTPUT/previous-<time>/ and start over")
     train.add_argument("--num-gpus", type=_positive_int, default=1, help="local processes to launch (one per GPU)")
     train.set_defaults(handler=_run_train)
 
@@ -377,6 +429,7 @@ _USER_ERRORS = (
     ("pointsup.data.dataset", "AnnotationError"),
     ("pointsup.engine.pseudo_label", "PseudoLabelError"),
     ("pointsup.modeling.efficientnet_lite", "BackboneWeightsError"),
+    ("pointsup.utils.paths", "OutputOverInputError"),
 )
 
 

@@ -24,6 +24,7 @@ from pycocotools import mask as mask_utils
 from pointsup.points.format import ImageRecord, PointInstance, load_point_dataset
 from pointsup.points.rle import segmentation_to_rle
 from pointsup.utils.atomic import write_bytes_atomic
+from pointsup.utils.paths import refuse_output_over_input
 
 #: A tile's longer side is scaled down to at most this many pixels (never scaled up).
 MAX_TILE_SIDE = 640
@@ -282,6 +283,7 @@ def show_annotations(
     output_path: str | os.PathLike[str],
     image_ids: Sequence[int] | None = None,
     max_images: int = 4,
+    output_option: str = "output_path",
 ) -> Path:
     """Render the chosen images with their annotations into one PNG grid (written atomically).
 
@@ -292,6 +294,7 @@ def show_annotations(
         image_ids: images to draw, in this order; None picks the first ``max_images`` images
             that have annotations.
         max_images: how many images to pick when ``image_ids`` is None.
+        output_option: how the caller named ``output_path``, for the error below.
 
     Returns:
         ``output_path`` as a Path.
@@ -301,12 +304,15 @@ def show_annotations(
         FileNotFoundError: a missing image file.
         ValueError: an unknown image id, an unreadable image, or an image whose size differs
             from the annotation file.
+        OutputOverInputError: ``output_path`` is the annotation file or one of the chosen images.
     """
+    refuse_output_over_input(output_path, [annotations_path], output_option)
     dataset = load_point_dataset(annotations_path, require_points=False)
     by_image = dataset.instances_by_image()
     names = dataset.category_names()
     colors = category_colors(list(names))
     chosen = choose_image_ids(dataset.images, by_image, image_ids, max_images)
+    refuse_output_over_input(output_path, [Path(images_dir) / dataset.images[i].file_name for i in chosen], output_option)
     tiles = []
     for image_id in chosen:
         record = dataset.images[image_id]

@@ -133,11 +133,14 @@ def _run_cost(args: argparse.Namespace) -> None:
         forms_to_list,
     )
     from pointsup.cli import CommandError
+    from pointsup.utils.paths import refuse_output_over_input
 
     if args.curves is None and (args.target_ap is not None or args.plot is not None):
         raise CommandError("--target-ap and --plot need --curves CURVES.json")
     if args.curves is not None and args.target_ap is None:
         raise CommandError("--curves needs --target-ap AP")
+    if args.plot is not None:
+        refuse_output_over_input(args.plot, [args.curves, args.dataset], "--plot")
     try:
         curves = load_curves(args.curves) if args.curves is not None else None
     except CurvesFormatError as exc:

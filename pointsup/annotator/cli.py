@@ -42,6 +42,7 @@ def _run_serve(args: argparse.Namespace) -> None:
     from pointsup.annotator.server import AnnotationServer, is_loopback, log_to_stderr, run_until_stopped
     from pointsup.annotator.store import StoreError, open_session
     from pointsup.cli import CommandError
+    from pointsup.utils.paths import refuse_output_over_input
 
     if not args.images.is_dir():
         raise CommandError(f"images folder not found: {args.images}")
@@ -51,6 +52,7 @@ def _run_serve(args: argparse.Namespace) -> None:
     elif token is not None and not _TOKEN_PATTERN.fullmatch(token):
         raise CommandError("--token must be 8 to 200 characters from A-Z a-z 0-9 . _ ~ -")
     db_path = args.db or default_db_path(args.dataset)
+    refuse_output_over_input(db_path, [args.dataset], "--db")
     try:
         store, created = open_session(db_path, args.dataset, num_points=args.points, seed=args.seed, overlap=args.overlap)
     except (StoreError, ValueError) as exc:
@@ -86,9 +88,13 @@ def _open_store(path: Path):
 def _run_export(args: argparse.Namespace) -> None:
     from pointsup.annotator.export import export_points
     from pointsup.cli import CommandError
+    from pointsup.utils.paths import refuse_output_over_input
 
+    refuse_output_over_input(args.output, [args.db], "-o")
     store = _open_store(args.db)
     try:
+        # the session's source file, as recorded when it was created (relative to that working folder)
+        refuse_output_over_input(args.output, [store.settings.dataset_path], "-o")
         summary = export_points(store, args.output, partial=args.partial, annotator=args.annotator)
     except ValueError as exc:
         raise CommandError(str(exc)) from None

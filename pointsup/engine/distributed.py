@@ -61,7 +61,7 @@ def init_distributed(device_preference: str = "auto", backend: str | None = None
     Raises:
         RuntimeError: CUDA asked for but unavailable, or fewer GPUs than local processes.
     """
-    rank = int(os.environ.get("RANK", 0))
+    rank = launched_rank()
     world_size = int(os.environ.get("WORLD_SIZE", 1))
     local_rank = int(os.environ.get("LOCAL_RANK", 0))
     device = resolve_device(device_preference, local_rank if world_size > 1 else None)
@@ -71,6 +71,12 @@ def init_distributed(device_preference: str = "auto", backend: str | None = None
         chosen = backend or os.environ.get(BACKEND_ENV) or ("nccl" if device.type == "cuda" else "gloo")
         dist.init_process_group(backend=chosen, init_method="env://", rank=rank, world_size=world_size)
     return DistributedContext(rank=rank, world_size=world_size, local_rank=local_rank, device=device)
+
+
+def launched_rank() -> int:
+    """This process's rank as torchrun (or :func:`launch`) set it in ``RANK``; 0 without one.
+    Readable before the process group exists."""
+    return int(os.environ.get("RANK", 0))
 
 
 def resolve_device(preference: str, local_rank: int | None = None) -> torch.device:

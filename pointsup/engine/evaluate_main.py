@@ -11,6 +11,11 @@ from pointsup.engine.distributed import init_distributed
 from pointsup.engine.inference import evaluate
 
 
+def evaluation_output_dir(weights: str | Path, output_dir: str | Path | None = None) -> Path:
+    """Where :func:`evaluate_checkpoint` writes: ``output_dir``, by default ``<weights folder>/eval``."""
+    return Path(output_dir) if output_dir else Path(weights).parent / "eval"
+
+
 def evaluate_checkpoint(config: Config, weights: str | Path, output_dir: str | Path | None = None) -> dict:
     """Load ``weights`` into the model of ``config`` and evaluate it on ``data.val_json``.
 
@@ -25,6 +30,5 @@ def evaluate_checkpoint(config: Config, weights: str | Path, output_dir: str | P
     model = model_for_checkpoint(config, num_classes_for(config, dataset))
     load(weights, model, restore_rng=False)
     model.to(context.device)
-    output = Path(output_dir) if output_dir else Path(weights).parent / "eval"
-    return evaluate(model, dataset, test_transforms(config), context, output, config.test.max_eval_images,
+    return evaluate(model, dataset, test_transforms(config), context, evaluation_output_dir(weights, output_dir), config.test.max_eval_images,
                     num_workers=min(config.data.num_workers, 2))

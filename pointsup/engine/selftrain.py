@@ -20,6 +20,7 @@ from pointsup.engine.config import Config, ConfigError, load_config
 from pointsup.engine.distributed import launch
 from pointsup.engine.predictor import load_trained_model
 from pointsup.engine.pseudo_label import PseudoLabelReport, pseudo_label
+from pointsup.engine.run_folder import FINAL_METRICS_FILE
 from pointsup.engine.trainer import train_main
 
 log = logging.getLogger(__name__)
@@ -84,7 +85,7 @@ def selftrain_configs(config_path: str | Path, overrides: Sequence[str], pseudo_
 
 
 def _read_metrics(run_dir: Path) -> dict:
-    path = run_dir / "final_metrics.json"
+    path = run_dir / FINAL_METRICS_FILE
     return json.loads(path.read_text()) if path.is_file() else {}
 
 

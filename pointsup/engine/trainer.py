@@ -29,6 +29,7 @@ from pointsup.engine.config import Config, ConfigError, dump_config
 from pointsup.engine.distributed import DistributedContext, all_gather_object, init_distributed, reduce_dict
 from pointsup.engine.inference import evaluate
 from pointsup.engine.metrics import MetricsWriter, SmoothedValues
+from pointsup.engine.run_folder import CONFIG_FILE, EVAL_FOLDER, FINAL_METRICS_FILE
 from pointsup.engine.solver import WarmupMultiStepLR, build_optimizer, clip_gradients
 from pointsup.modeling.mask_rcnn import total_loss
 from pointsup.utils.atomic import write_json_atomic
@@ -53,7 +54,7 @@ class TrainingResult:
 
 def evaluation_dir(output_dir: Path, iteration: int) -> Path:
     """Where a run's evaluation after ``iteration`` writes its results and metrics."""
-    return output_dir / "eval" / f"iter_{iteration:07d}"
+    return output_dir / EVAL_FOLDER / f"iter_{iteration:07d}"
 
 
 def resolve_seed(config_seed: int) -> int:
@@ -206,7 +207,7 @@ class Trainer:
     def run(self) -> TrainingResult:
         config, solver = self.config, self.config.solver
         if self.context.is_main_process:
-            dump_config(self.config, self.output_dir / "config.yaml")
+            dump_config(self.config, self.output_dir / CONFIG_FILE)
         loader = build_train_loader(self.train_set, train_transforms(config), _batch_size_per_process(config, self.context),
                                     config.data.num_workers, self.seed, self.context.rank, self.context.world_size,
                                     start_iter=self.start_iter)
@@ -244,7 +245,7 @@ class Trainer:
         final = self.save(solver.max_iter, name="model_final")  # before evaluation, so a failing evaluation loses nothing
         results = self.evaluate(solver.max_iter)
         if self.context.is_main_process:
-            write_json_atomic(self.output_dir / "final_metrics.json", results, indent=2)
+            write_json_atomic(self.output_dir / FINAL_METRICS_FILE, results, indent=2)
         self.metrics.close()
         return TrainingResult(self.output_dir, final or self.output_dir / "model_final.pth", solver.max_iter, results)
 

@@ -155,3 +155,19 @@ def test_input_without_masks(tmp_path: Path, synthetic: SyntheticDataset) -> Non
     export_points(store, tmp_path / "out.json")
     assert {tuple(i.point_labels.tolist()) for i in load_point_dataset(tmp_path / "out.json").instances} == {(0, 1)}
     store.close()
+
+
+def test_export_refuses_to_write_over_its_inputs(tmp_path: Path, synthetic: SyntheticDataset, capsys: pytest.CaptureFixture[str]) -> None:
+    source = tmp_path / "source.json"
+    source.write_bytes(synthetic.train_json.read_bytes())
+    store, _ = open_session(tmp_path / "s.db", source, num_points=2)
+    label_everything(store, "ann", lambda p, i, mask: mask)
+    store.close()
+    for output in (tmp_path / "s.db", source):
+        before = output.read_bytes()
+        assert main(["annotate", "export", "--db", str(tmp_path / "s.db"), "-o", str(output)]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and err.startswith(f"pointsup annotate: error: -o {output} is the input file "), err
+        assert "Traceback" not in err
+        assert output.read_bytes() == before
+    assert main(["annotate", "export", "--db", str(tmp_path / "s.db"), "-o", str(tmp_path / "out.json")]) == 0

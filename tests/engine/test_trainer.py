@@ -150,6 +150,30 @@ def test_eval_and_predict_commands(data, tmp_path, capsys):
     assert len(list((tmp_path / "pred").glob("*_pred.png"))) == 2
 
 
+def test_train_refuses_a_folder_holding_a_run_and_restart_moves_it_aside(data, tmp_path, capsys):
+    run = tmp_path / "run"
+    argv = ["train", str(CPU_CONFIG), *overrides(data, "solver.max_iter=1", "data.val_json=null"), "--output", str(run)]
+    assert cli_main(argv) == 0
+    capsys.readouterr()
+    old = {path.name: path.read_bytes() for path in run.iterdir() if path.is_file()}
+    assert {"model_final.pth", "metrics.jsonl", "final_metrics.json", "config.yaml"} <= set(old)
+
+    assert cli_main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err, err
+    assert err.startswith(f"pointsup train: error: --output {run} already holds a training run (") and "--resume" in err
+    assert (run / "model_final.pth").read_bytes() == old["model_final.pth"]
+    assert not any(path.name.startswith("previous-") for path in run.iterdir())
+
+    assert cli_main([*argv, "--restart"]) == 0
+    moved = [path for path in run.iterdir() if path.name.startswith("previous-")]
+    assert len(moved) == 1 and f"moved the previous run in {run} to {moved[0]}" in capsys.readouterr().out
+    assert {name: (moved[0] / name).read_bytes() for name in old} == old
+    assert (run / "model_final.pth").is_file() and len((run / "metrics.jsonl").read_text().splitlines()) == 1
+    with pytest.raises(SystemExit):  # argparse: not allowed with --resume
+        cli_main([*argv, "--resume", "--restart"])
+
+
 def test_missing_image_is_named(data, tmp_path, capsys):
     coco = read_coco_json(data["train_json"])
     coco["images"][0]["file_name"] = "does_not_exist.png"
