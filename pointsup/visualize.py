@@ -18,9 +18,10 @@ from pathlib import Path
 from typing import Sequence
 
 import numpy as np
-from PIL import Image, ImageDraw, ImageFont, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageDraw, ImageFont
 from pycocotools import mask as mask_utils
 
+from pointsup.data.image_io import ImageReadError, open_rgb_image
 from pointsup.points.format import ImageRecord, PointInstance, load_point_dataset
 from pointsup.points.rle import segmentation_to_rle
 from pointsup.utils.atomic import write_bytes_atomic
@@ -186,10 +187,11 @@ def tile_title(file_name: str, instances: Sequence[PointInstance]) -> str:
 
 
 def load_image(path: Path, record: ImageRecord, max_side: int | None = MAX_TILE_SIDE) -> Image.Image:
-    """Open an image as RGB and check its size against the annotation file.
+    """Open an image as 8-bit RGB and check its size against the annotation file.
 
-    A file whose EXIF orientation turns it to the recorded size is rotated. A large JPEG may
-    come back reduced (by a power of two, still at least ``max_side``): draw it with
+    Decoding follows :func:`pointsup.data.image_io.open_rgb_image` (as training does): a file
+    whose EXIF orientation turns it to the recorded size is turned. A large JPEG may come back
+    reduced (by a power of two, still at least ``max_side``): draw it with
     ``image_size=(record.width, record.height)``.
 
     Raises:
@@ -198,23 +200,10 @@ def load_image(path: Path, record: ImageRecord, max_side: int | None = MAX_TILE_
     """
     if not path.is_file():
         raise FileNotFoundError(f"image file not found: {path} (image id {record.id})")
-    expected = (record.width, record.height)
     try:
-        with Image.open(path) as image:
-            if image.size != expected:
-                transposed = ImageOps.exif_transpose(image, in_place=False)
-                if transposed.size == expected:
-                    return transposed.convert("RGB")
-                raise ValueError(
-                    f"{path}: image is {image.size[0]}x{image.size[1]} but the annotation file says "
-                    f"{record.width}x{record.height} (image id {record.id})"
-                )
-            if max_side and max(expected) > max_side:  # JPEG: decode at a reduced size right away
-                scale = max_side / max(expected)
-                image.draft("RGB", (int(expected[0] * scale) + 1, int(expected[1] * scale) + 1))
-            return image.convert("RGB")
-    except (UnidentifiedImageError, OSError, SyntaxError) as exc:
-        raise ValueError(f"{path}: not a readable image ({exc})") from exc
+        return open_rgb_image(path, image_id=record.id, expected_size=(record.width, record.height), max_side=max_side)
+    except ImageReadError as exc:
+        raise ValueError(str(exc)) from None
 
 
 def choose_image_ids(

@@ -232,6 +232,33 @@ def test_simulate_invalid_coco_names_annotation(tmp_path: Path, capsys: pytest.C
 
 
 @pytest.mark.parametrize(
+    "field, value",
+    [
+        ("iscrowd", "no"), ("iscrowd", 2), ("iscrowd", None),
+        ("segmentation", [[2, 2, "12", 2, 12, 12]]), ("segmentation", [[2, 2, 12, 2, 12, True]]),
+        ("segmentation", [[2, 2, 12, 2, None, 12]]), ("segmentation", [[2, 2, 12, 2]]),
+        ("segmentation", {"size": [20, 20], "counts": [100, -5, 305]}), ("segmentation", {"size": [20, 0], "counts": "PP"}),
+    ],
+    ids=["crowd-no", "crowd-2", "crowd-null", "poly-string", "poly-bool", "poly-null", "poly-short", "rle-negative", "rle-size"],
+)
+def test_simulate_ill_typed_field_names_file_annotation_and_field(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                                  field: str, value: Any) -> None:
+    coco = {
+        "images": [{"id": 1, "file_name": "a.png", "height": 20, "width": 20}],
+        "categories": [{"id": 1, "name": "thing"}],
+        "annotations": [{"id": 31, "image_id": 1, "category_id": 1, "bbox": [2, 2, 10, 10], "iscrowd": 0,
+                         "segmentation": [[2, 2, 12, 2, 12, 12, 2, 12]]}],
+    }
+    coco["annotations"][0][field] = value
+    source = tmp_path / "typed.json"
+    source.write_text(json.dumps(coco))
+    status = main(["simulate", str(source), "-o", str(tmp_path / "o.json"), "-q"])
+    err = assert_error(capsys, status, "simulate", str(source), "annotation id 31: ", f"annotation id 31: {field}")
+    assert len(err.strip().splitlines()) == 2  # the error line and the one problem under it
+    assert not (tmp_path / "o.json").exists()
+
+
+@pytest.mark.parametrize(
     "args",
     [
         ["--label-noise", "1.5"],

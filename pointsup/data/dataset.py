@@ -12,8 +12,9 @@ coordinates of the file:
   ``d + 0.5``;
 * masks (``supervision="masks"``): bitmasks decoded with pycocotools at the file's size.
 
-Images are decoded with Pillow *without* applying the EXIF orientation tag (the COCO
-convention: annotations refer to the stored pixel grid).
+Images are decoded by :func:`pointsup.data.image_io.open_rgb_image`: 8-bit RGB (16-bit files
+scaled, alpha dropped), in the stored pixel grid (the COCO convention) unless only the grid
+turned by its EXIF orientation has the size the JSON gives.
 """
 
 from __future__ import annotations
@@ -26,11 +27,12 @@ from typing import Any, Literal, get_args
 
 import numpy as np
 import torch
-from PIL import Image
 from pycocotools import mask as mask_utils
 from torch import Tensor
 from torch.utils.data import Dataset
 
+# ImageReadError and ImageSizeError live with the decoder; they stay importable from here.
+from pointsup.data.image_io import ImageReadError, ImageSizeError, open_rgb_image  # noqa: F401
 from pointsup.points.format import ImageRecord, PointFormatError, PointInstance, load_point_dataset
 from pointsup.points.rle import SegmentationError, segmentation_to_rle
 from pointsup.structures.instances import IGNORE_LABEL, InstanceTargets, Sample
@@ -40,19 +42,6 @@ Supervision = Literal["points", "masks", "none"]
 MIN_BOX_SIDE = 1e-5
 
 
-class ImageReadError(OSError):
-    """An image file that is missing, unreadable or not a decodable image.
-
-    An :class:`OSError`, so code that handles I/O failures handles it; the message names the
-    file and, when known, the image id. It is built from one message string, so a DataLoader
-    worker re-raises it in the main process with its type intact.
-    """
-
-
-class ImageSizeError(ValueError):
-    """An image file whose size differs from the ``width``/``height`` of its JSON entry."""
-
-
 class AnnotationError(ValueError):
     """An annotation that cannot be turned into a training target (e.g. an undecodable mask).
 
@@ -60,27 +49,23 @@ class AnnotationError(ValueError):
     """
 
 
-def read_image(path: str | os.PathLike[str], image_id: int | None = None) -> Tensor:
+def read_image(path: str | os.PathLike[str], image_id: int | None = None, expected_size: tuple[int, int] | None = None,
+               source: str = "the annotation file") -> Tensor:
     """Decode an image file to a ``(3, H, W)`` uint8 RGB tensor.
 
     The tensor is a view of an ``(H, W, 3)`` buffer (channels-last strides); the transforms
     return contiguous images, or call ``.contiguous()``.
 
-    The EXIF orientation tag is not applied (COCO convention). Grey, palette, RGBA and CMYK
-    images are converted to RGB.
+    Decoding follows :func:`pointsup.data.image_io.open_rgb_image`: grey, palette, RGBA, CMYK
+    and 16-bit images become 8-bit RGB; the EXIF orientation is applied only when
+    ``expected_size`` (``(width, height)`` from the annotation file) needs it.
 
     Raises:
         ImageReadError: the file is missing, unreadable or not a decodable image; the
             message names ``path`` (and ``image_id`` when given).
+        ImageSizeError: the file does not have ``expected_size`` (message names ``source``).
     """
-    what = f"image file {os.fspath(path)}" + ("" if image_id is None else f" (image id {image_id})")
-    try:
-        with Image.open(path) as image:
-            rgb = image.convert("RGB")
-    except FileNotFoundError:
-        raise ImageReadError(f"{what}: file not found") from None
-    except (OSError, ValueError, SyntaxError) as exc:  # PIL's UnidentifiedImageError is an OSError
-        raise ImageReadError(f"{what}: cannot decode the image: {exc}") from None
+    rgb = open_rgb_image(path, image_id=image_id, expected_size=expected_size, source=source)
     # A CHW view of the (writable) HWC buffer: channels-last strides, no transposing copy,
     # and the layout PyTorch's uint8 resize kernel is fastest on.
     return torch.from_numpy(np.array(rgb)).permute(2, 0, 1)
@@ -200,13 +185,8 @@ class InstanceDataset(Dataset[Sample]):
         """
         record = self.images[index]
         path = self.image_path(index)
-        image = read_image(path, record.id)
+        image = read_image(path, record.id, (record.width, record.height), self.source)
         height, width = int(image.shape[1]), int(image.shape[2])
-        if (height, width) != (record.height, record.width):
-            raise ImageSizeError(
-                f"image file {path} (image id {record.id}) is {width}x{height} (width x height) but "
-                f"{self.source} says {record.width}x{record.height}"
-            )
         targets = self._targets(index, record) if self.with_targets else None
         return Sample(image=image, image_id=record.id, file_name=str(path), original_size=(height, width), targets=targets)
 

@@ -24,14 +24,19 @@ from pointsup.engine.predictor import TrainedModel
 from pointsup.modeling.mask_rcnn import MaskRCNN
 from pointsup.modeling.postprocess import masks_to_rles
 from pointsup.points.agreement import mask_values_at_points
-from pointsup.points.format import PointDataset, load_point_dataset, save_point_dataset
+from pointsup.points.format import PointDataset, PointInstance, load_point_dataset, save_point_dataset
 from pointsup.points.rle import segmentation_to_rle
 from pointsup.structures.instances import Sample
 from pointsup.utils.progress import progress
 
 
+#: How far (pixels) a box corner of the reference may lie from the dataset's for the same annotation id.
+REFERENCE_BOX_TOLERANCE = 1.0
+
+
 class PseudoLabelError(ValueError):
-    """The model and the dataset do not fit together (categories, missing mask head)."""
+    """The model, the dataset and the reference do not fit together (categories, missing mask
+    head, a reference file of other images or objects)."""
 
 
 @dataclass
@@ -172,6 +177,46 @@ def mask_ious(masks: PointDataset, reference: PointDataset) -> dict[int, float]:
     return ious
 
 
+def _box_text(instance: PointInstance) -> str:
+    return "[" + ", ".join(f"{v:g}" for v in instance.bbox_xywh) + "]"
+
+
+def reference_mismatch(dataset: PointDataset, reference: PointDataset) -> str | None:
+    """The first sign that ``reference`` holds masks of other images or objects than
+    ``dataset``, or None when it fits.
+
+    Masks are matched by annotation id, which an unrelated file shares by chance, so the
+    reference must hold every image of the dataset under the same id, file name and size
+    (it may hold more images: the dataset may be a subset), share at least one annotation id,
+    and each shared annotation id must sit on the same image with a box whose corners lie
+    within :data:`REFERENCE_BOX_TOLERANCE` pixels of the dataset's.
+    """
+    ours, theirs = dataset.source, reference.source
+    for image_id, image in dataset.images.items():
+        other = reference.images.get(image_id)
+        if other is None:
+            return f"image id {image_id} ({image.file_name}) of {ours} is not in {theirs}"
+        if (other.file_name, other.width, other.height) != (image.file_name, image.width, image.height):
+            return (f"image id {image_id} is {image.file_name} ({image.width}x{image.height}) in {ours} "
+                    f"but {other.file_name} ({other.width}x{other.height}) in {theirs}")
+    by_id = {instance.annotation_id: instance for instance in reference.instances}
+    shared = 0
+    for instance in dataset.instances:
+        other = by_id.get(instance.annotation_id)
+        if other is None:
+            continue
+        shared += 1
+        if other.image_id != instance.image_id:
+            return (f"annotation id {instance.annotation_id} is on image id {instance.image_id} in {ours} "
+                    f"but on image id {other.image_id} in {theirs}")
+        if np.abs(other.box_xyxy - instance.box_xyxy).max() > REFERENCE_BOX_TOLERANCE:
+            return (f"annotation id {instance.annotation_id} has box {_box_text(instance)} in {ours} but {_box_text(other)} "
+                    f"in {theirs} (more than {REFERENCE_BOX_TOLERANCE:g} px apart)")
+    if shared == 0 and dataset.instances:
+        return f"no annotation id of {ours} is in {theirs}"
+    return None
+
+
 def pseudo_label(trained: TrainedModel, dataset_json: str | Path, image_root: str | Path, output: str | Path,
                  reference_json: str | Path | None = None, weights: str | Path | None = None,
                  show_progress: bool = True) -> PseudoLabelReport:
@@ -185,9 +230,17 @@ def pseudo_label(trained: TrainedModel, dataset_json: str | Path, image_root: st
         reference_json: a file with the true masks (same annotation ids) to measure the pseudo
             masks against; masks kept in ``dataset_json`` itself are used when this is None.
         weights: recorded as provenance.
+
+    Raises:
+        PseudoLabelError: categories differ from the model's, the model has no mask head, or
+            the reference is not a file of the same images and objects
+            (:func:`reference_mismatch`); checked before anything is predicted.
     """
     source = load_point_dataset(dataset_json, require_points=False)
     reference = load_point_dataset(reference_json, require_points=False) if reference_json else None
+    mismatch = reference_mismatch(source, reference) if reference is not None else None
+    if mismatch is not None:
+        raise PseudoLabelError(f"the reference masks do not belong to the dataset: {mismatch}")
     if reference is None and any(inst.segmentation is not None for inst in source.instances if not inst.is_crowd):
         reference = source  # its own masks: with_pseudo_masks leaves it unchanged
     masks = predict_pseudo_masks(trained, dataset_json, image_root, show_progress)

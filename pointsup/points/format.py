@@ -11,7 +11,10 @@ pixel's centre ``d + 0.5`` in continuous image coordinates (see
 :meth:`PointInstance.continuous_point_coords`). ``segmentation`` may be dropped.
 
 Crowd annotations (``iscrowd = 1``) carry no points. The reference simulation writes points on
-them anyway; the reader accepts such files and ignores those points.
+them anyway; the reader accepts such files and ignores those points. ``iscrowd`` must be 0 or 1
+(as for ``point_labels``, 0.0 and 1.0 too; JSON ``false``/``true`` mean the same; absent means
+0): any other value (``"no"``, 2, null) is an error, not a crowd region. A ``segmentation``, when present (null counts as
+absent), must be well typed: see :mod:`pointsup.points.segmentation_format`.
 
 :func:`load_point_dataset` validates a file and returns a :class:`PointDataset`; every problem
 found is reported in one :class:`PointFormatError` naming the file and the annotation id.
@@ -28,6 +31,7 @@ from typing import Any
 import msgspec
 import numpy as np
 
+from pointsup.points.segmentation_format import segmentation_problems
 from pointsup.utils.atomic import write_json_atomic
 
 #: How far (in pixels) a box may reach past the image border before it counts as outside it.
@@ -220,6 +224,11 @@ def _is_finite_number(value: Any) -> bool:
     return (isinstance(value, (int, float)) and not isinstance(value, bool)) and math.isfinite(value)
 
 
+def _is_crowd_flag(value: Any) -> bool:
+    """0 or 1 (as point_labels: 0.0 and 1.0 too), false or true; not "1", null or 2."""
+    return type(value) is bool or (_is_integral_number(value) and value in (0, 1))
+
+
 def _annotation_name(ann: Any, index: int) -> str:
     if isinstance(ann, dict) and "id" in ann:
         return f"annotation id {ann['id']!r}"
@@ -381,6 +390,7 @@ def _check_coco(data: dict[str, Any], source: str, require_points: bool) -> _Che
     image_list = list(images.values())
     position_of = {image_id: k for k, image_id in enumerate(images)}
     seen_ids: set[Any] = set()
+    segmented: list[int] = []  # rows with a segmentation
     required = ("id", "image_id", "category_id", "bbox")
     for index, ann in enumerate(annotations):
         if not isinstance(ann, dict):
@@ -404,8 +414,15 @@ def _check_coco(data: dict[str, Any], source: str, require_points: bool) -> _Che
         if ann["category_id"] not in category_ids:
             problems.append(f"{_annotation_name(ann, index)}: unknown category_id {ann['category_id']!r}")
             continue
+        if not _is_crowd_flag(ann.get("iscrowd", 0)):
+            problems.append(f"{_annotation_name(ann, index)}: iscrowd must be 0 or 1 (or false/true), got {ann['iscrowd']!r}")
+            continue
         rows.append(index)
         row_positions.append(position)
+        if ann.get("segmentation") is not None:
+            segmented.append(index)
+    for k, message in segmentation_problems([annotations[i]["segmentation"] for i in segmented]).items():
+        problems.append(f"{_annotation_name(annotations[segmented[k]], segmented[k])}: {message}")
 
     sizes_wh = np.array([(image.width, image.height) for image in image_list], dtype=np.int64).reshape(-1, 2)
     row_sizes = sizes_wh[np.array(row_positions, dtype=np.int64)] if rows else np.zeros((0, 2), np.int64)

@@ -15,9 +15,10 @@ from pointsup.cli import main as cli_main
 from pointsup.data.dataset import InstanceDataset
 from pointsup.engine.config import load_config
 from pointsup.engine.predictor import load_trained_model
-from pointsup.engine.pseudo_label import PseudoLabelError, pseudo_label
+from pointsup.data.synthetic import generate_synthetic_dataset
+from pointsup.engine.pseudo_label import PseudoLabelError, pseudo_label, reference_mismatch
 from pointsup.engine.trainer import train
-from pointsup.points.format import read_coco_json
+from pointsup.points.format import read_coco_json, validate_coco
 from pointsup.points.rle import segmentation_to_rle
 from pointsup.utils.atomic import write_json_atomic
 from tests.engine.test_trainer import CPU_CONFIG, data, overrides  # noqa: F401  (data is a fixture)
@@ -138,3 +139,105 @@ def test_model_without_mask_head_is_refused(data, weights, tmp_path):  # noqa: F
             pseudo_label(trained, data["train_json"], data["images"], tmp_path / "out.json")
     finally:
         trained.model.roi_heads.point_mask_head = head
+
+
+# -- the reference must be a file of the same images and objects -----------------------------
+
+
+def _coco() -> dict:
+    """Two images, three annotations (a small dataset with masks)."""
+    square = [[2, 2, 12, 2, 12, 12, 2, 12]]
+    return {
+        "images": [{"id": 1, "file_name": "a.png", "width": 40, "height": 30},
+                   {"id": 2, "file_name": "b.png", "width": 20, "height": 50}],
+        "categories": [{"id": 1, "name": "thing"}],
+        "annotations": [
+            {"id": 10, "image_id": 1, "category_id": 1, "bbox": [2.0, 2.0, 10.0, 10.0], "iscrowd": 0, "segmentation": square},
+            {"id": 11, "image_id": 1, "category_id": 1, "bbox": [20.0, 5.0, 15.0, 20.0], "iscrowd": 0, "segmentation": square},
+            {"id": 12, "image_id": 2, "category_id": 1, "bbox": [1.0, 30.0, 8.0, 12.0], "iscrowd": 0, "segmentation": square},
+        ],
+    }
+
+
+def _mismatch(change) -> str | None:
+    reference = _coco()
+    change(reference)
+    return reference_mismatch(validate_coco(_coco(), "data.json", require_points=False),
+                              validate_coco(reference, "ref.json", require_points=False))
+
+
+def _shuffle_ids(coco: dict) -> None:
+    for ann, new_id in zip(coco["annotations"], (11, 12, 10)):
+        ann["id"] = new_id
+
+
+def _set(index: int, **fields):
+    return lambda coco: coco["annotations"][index].update(fields)
+
+
+def test_the_right_reference_fits() -> None:
+    assert _mismatch(lambda coco: None) is None
+    assert _mismatch(lambda coco: coco["images"].append({"id": 3, "file_name": "c.png", "width": 9, "height": 9})) is None  # superset
+    assert _mismatch(_set(1, bbox=[20.9, 4.1, 15.0, 20.0])) is None  # within 1 px
+    assert _mismatch(lambda coco: coco["annotations"].pop(2)) is None  # masks for some objects only
+
+
+@pytest.mark.parametrize(
+    "change, fragments",
+    [
+        (_shuffle_ids, ["annotation id 10 is on image id 1 in data.json but on image id 2 in ref.json"]),
+        (_set(1, bbox=[21.5, 5.0, 15.0, 20.0]), ["annotation id 11 has box [20, 5, 15, 20] in data.json but [21.5, 5, 15, 20] in ref.json"]),
+        (_set(1, bbox=[20.0, 5.0, 15.0, 18.5]), ["annotation id 11", "more than 1 px apart"]),
+        (_set(2, image_id=1, bbox=[1.0, 10.0, 8.0, 12.0]), ["annotation id 12 is on image id 2 in data.json but on image id 1 in ref.json"]),
+        (lambda coco: coco["images"][1].update(file_name="other.png"), ["image id 2 is b.png (20x50) in data.json but other.png (20x50) in ref.json"]),
+        (lambda coco: coco["images"][0].update(width=41), ["image id 1 is a.png (40x30) in data.json but a.png (41x30) in ref.json"]),
+        (lambda coco: coco.update(images=coco["images"][:1], annotations=coco["annotations"][:2]), ["image id 2 (b.png) of data.json is not in ref.json"]),
+        (lambda coco: [a.update(id=a["id"] + 100) for a in coco["annotations"]], ["no annotation id of data.json is in ref.json"]),
+    ],
+    ids=["shuffled-ids", "box-x", "box-height", "other-image", "file-name", "size", "missing-image", "no-shared-id"],
+)
+def test_a_reference_of_other_objects_is_named(change, fragments) -> None:
+    message = _mismatch(change)
+    assert message is not None and "\n" not in message
+    for fragment in fragments:
+        assert fragment in message
+
+
+def _unrelated_reference(data, tmp_path: Path) -> Path:  # noqa: F811
+    """Masks of another synthetic dataset: the same file names, sizes and annotation ids."""
+    other = generate_synthetic_dataset(tmp_path / "other", num_images=8, seed=7, image_size=128, val_fraction=0.25, show_progress=False)
+    ours, theirs = read_coco_json(data["train_masks"]), read_coco_json(other.train_json)
+    assert ours["images"] == theirs["images"] and {a["id"] for a in theirs["annotations"]} & {a["id"] for a in ours["annotations"]}
+    return Path(other.train_json)
+
+
+def _shuffled_reference(data, tmp_path: Path) -> Path:  # noqa: F811
+    """The true masks with their annotation ids permuted."""
+    coco = read_coco_json(data["train_masks"])
+    ids = [a["id"] for a in coco["annotations"]]
+    for ann, new_id in zip(coco["annotations"], np.random.default_rng(0).permutation(ids).tolist()):
+        ann["id"] = new_id
+    path = tmp_path / "shuffled.json"
+    write_json_atomic(path, coco)
+    return path
+
+
+@pytest.mark.parametrize("make_reference", [_unrelated_reference, _shuffled_reference], ids=["unrelated", "shuffled"])
+def test_pseudo_label_refuses_a_foreign_reference_before_predicting(data, tmp_path, make_reference):  # noqa: F811
+    reference = make_reference(data, tmp_path)
+    # the refusal comes before the model is used, so none is needed here
+    with pytest.raises(PseudoLabelError, match=rf"reference masks do not belong .*{data['train_json']}.*{reference}"):
+        pseudo_label(None, data["train_json"], data["images"], tmp_path / "out.json", reference_json=reference)  # type: ignore[arg-type]
+    assert not (tmp_path / "out.json").exists()
+
+
+def test_command_line_refuses_a_foreign_reference_in_one_line(data, weights, tmp_path, capsys):  # noqa: F811
+    reference = _shuffled_reference(data, tmp_path)
+    output = tmp_path / "pseudo.json"
+    status = cli_main(["pseudo-label", "--weights", str(weights), "--dataset", data["train_json"], "-o", str(output),
+                       "--images", data["images"], "--reference", str(reference), "--device", "cpu"])
+    err = capsys.readouterr().err.strip()
+    assert status == 2 and len(err.splitlines()) == 1 and "Traceback" not in err
+    assert err.startswith("pointsup pseudo-label: error: the reference masks do not belong to the dataset: annotation id")
+    assert data["train_json"] in err and str(reference) in err
+    assert not output.exists()

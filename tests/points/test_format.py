@@ -410,6 +410,102 @@ def test_bad_box_among_good_ones_is_named() -> None:
     assert "annotation id 10" not in str(error) and "annotation id 11" not in str(error)
 
 
+# --------------------------------------------------------------------------- iscrowd and segmentation types
+
+POLYGON = [2.5, 3.0, 12.5, 3.0, 12.5, 11.25, 2.5, 11.25]  # annotation 10's polygon
+COUNTS = [26, 5, 15, 5, 949]  # annotation 12's uncompressed RLE (image 2 is 20x50)
+
+
+@pytest.mark.parametrize("value", ["no", "1", 2, -1, None, 0.5, math.nan, [1], {}], ids=repr)
+def test_iscrowd_must_be_zero_or_one(value: Any) -> None:
+    error = expect_error(modified(set_ann(11, iscrowd=value)), "annotation id 11", "iscrowd must be 0 or 1", f"got {value!r}")
+    assert len(error.problems) == 1
+
+
+@pytest.mark.parametrize("value, crowd", [(0, False), (1, True), (0.0, False), (1.0, True), (False, False), (True, True)])
+def test_iscrowd_accepts_zero_one_and_booleans(value: Any, crowd: bool) -> None:
+    coco = modified(set_ann(11, iscrowd=value))
+    assert next(i for i in validate_coco(coco, SOURCE).instances if i.annotation_id == 11).is_crowd is crowd
+    assert validate_coco(modified(del_ann(11, "iscrowd")), SOURCE).instances[1].is_crowd is False  # absent: 0
+
+
+@pytest.mark.parametrize(
+    "segmentation, fragments",
+    [
+        ([["2.5", *POLYGON[1:]]], ["polygon 0 holds '2.5'", "numbers (not str)"]),
+        ([[True, *POLYGON[1:]]], ["polygon 0 holds True", "not bool"]),
+        ([[None, *POLYGON[1:]]], ["polygon 0 holds None", "not NoneType"]),
+        ([POLYGON, [math.nan, *POLYGON[1:]]], ["polygon 1 holds nan", "finite"]),
+        ([[math.inf, *POLYGON[1:]]], ["polygon 0 holds inf", "finite"]),
+        ([[*POLYGON[:-1], -math.inf]], ["polygon 0 holds -inf", "finite"]),
+        ([[10**400, *POLYGON[1:]]], ["polygon 0 holds", "finite"]),
+        ([POLYGON[:7]], ["polygon 0", "even count of at least 6", "got 7"]),
+        ([POLYGON[:4]], ["polygon 0", "even count of at least 6", "got 4"]),
+        ([POLYGON, "2.5 3.0 12.5"], ["polygon 1 must be a list", "got str"]),
+        (POLYGON, ["polygon 0 must be a list", "got float"]),
+        ("2.5 3.0 12.5 3.0", ["segmentation must be a list of polygons or an RLE", "got str"]),
+        (42, ["segmentation must be", "got int"]),
+        ({"counts": COUNTS}, ["segmentation must be", "got dict"]),
+    ],
+    ids=["string", "bool", "null", "nan", "inf", "minus-inf", "huge-int", "odd-count", "four-numbers", "part-string",
+         "flat-list", "string", "number", "rle-without-size"],
+)
+def test_bad_polygons_name_annotation_and_field(segmentation: Any, fragments: list[str]) -> None:
+    error = expect_error(modified(set_ann(10, segmentation=segmentation)), "annotation id 10: segmentation", *fragments,
+                         require_points=False)
+    assert len(error.problems) == 1
+
+
+@pytest.mark.parametrize(
+    "rle, fragments",
+    [
+        ({"size": [HEIGHT2, WIDTH2], "counts": [26, -5, 25, 5, 949]}, ["RLE counts", "non-negative integers", "got -5"]),
+        ({"size": [HEIGHT2, WIDTH2], "counts": [26, 5.0, 15, 5, 949]}, ["RLE counts", "got 5.0"]),
+        ({"size": [HEIGHT2, WIDTH2], "counts": [26, True, 15, 5, 949]}, ["RLE counts", "got True"]),
+        ({"size": [HEIGHT2, WIDTH2], "counts": [26, None, 15, 5, 949]}, ["RLE counts", "got None"]),
+        ({"size": [HEIGHT2, WIDTH2], "counts": None}, ["RLE counts", "list of non-negative integers or a string", "NoneType"]),
+        ({"size": [HEIGHT2, WIDTH2], "counts": 1000}, ["RLE counts", "got int"]),
+        ({"size": [HEIGHT2], "counts": COUNTS}, ["RLE size", "two positive integers", "got [50]"]),
+        ({"size": [HEIGHT2, 0], "counts": COUNTS}, ["RLE size", "got [50, 0]"]),
+        ({"size": [50.0, 20], "counts": COUNTS}, ["RLE size", "got [50.0, 20]"]),
+        ({"size": [True, 20], "counts": COUNTS}, ["RLE size", "got [True, 20]"]),
+        ({"size": "50x20", "counts": "abc"}, ["RLE size", "got '50x20'"]),
+    ],
+    ids=["negative", "float", "bool", "null", "counts-null", "counts-number", "size-one", "size-zero", "size-float",
+         "size-bool", "size-string"],
+)
+def test_bad_rles_name_annotation_and_field(rle: dict[str, Any], fragments: list[str]) -> None:
+    error = expect_error(modified(set_ann(12, segmentation=rle)), "annotation id 12: segmentation", *fragments)
+    assert len(error.problems) == 1
+
+
+@pytest.mark.parametrize(
+    "segmentation",
+    [None, [], [[2, 3, 12, 3, 12, 11]], [POLYGON, [1, 1, 2.5, 1, 2, 2]], {"size": [HEIGHT, WIDTH], "counts": "PPYo0"}],
+    ids=["null", "no-polygon", "integers", "two-parts", "compressed"],
+)
+def test_well_typed_segmentations_are_accepted(segmentation: Any) -> None:
+    dataset = validate_coco(modified(set_ann(10, segmentation=segmentation)), SOURCE)
+    assert dataset.instances[0].segmentation == segmentation
+
+
+def test_one_bad_polygon_among_many_is_the_only_one_named() -> None:
+    def change(coco: dict[str, Any]) -> None:
+        for k in range(50):
+            coco["annotations"].append({**ann(coco, 10), "id": 100 + k, "segmentation": [list(POLYGON), list(POLYGON)]})
+        ann(coco, 130)["segmentation"][1][3] = math.nan
+        ann(coco, 12)["iscrowd"] = "yes"
+
+    error = expect_error(modified(change), "annotation id 130: segmentation polygon 1 holds nan", "annotation id 12: iscrowd")
+    assert len(error.problems) == 2
+
+
+def test_bad_types_are_reported_when_loading_a_file(tmp_path: Path) -> None:
+    path = write_json(tmp_path / "bad.json", modified(set_ann(10, iscrowd="no", segmentation=[[1, 2, 3, 4]])))
+    with pytest.raises(PointFormatError, match=r"bad\.json: 1 problem:\n  - annotation id 10: iscrowd must be 0 or 1"):
+        load_point_dataset(path)
+
+
 # --------------------------------------------------------------------------- ids and structure
 
 

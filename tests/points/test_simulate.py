@@ -268,6 +268,33 @@ def test_missing_or_broken_masks_name_the_annotation():
         simulate(broken)
 
 
+@pytest.mark.parametrize("compat", ["pointsup", "detectron2"])
+@pytest.mark.parametrize(
+    "field, value, fragment",
+    [
+        ("iscrowd", "no", "iscrowd must be 0 or 1"),
+        ("iscrowd", 2, "iscrowd must be 0 or 1"),
+        ("iscrowd", None, "iscrowd must be 0 or 1"),
+        ("segmentation", [[2, 2, 12, "2", 12, 12, 2, 12]], "segmentation polygon 0 holds '2'"),
+        ("segmentation", [[2, 2, 12, True, 12, 12, 2, 12]], "segmentation polygon 0 holds True"),
+        ("segmentation", [[2, 2, 12, None, 12, 12, 2, 12]], "segmentation polygon 0 holds None"),
+        ("segmentation", [[2, 2, 12, float("nan"), 12, 12, 2, 12]], "segmentation polygon 0 holds nan"),
+        ("segmentation", [[2, 2, 12, float("inf"), 12, 12, 2, 12]], "segmentation polygon 0 holds inf"),
+        ("segmentation", [[2, 2, 12, 2]], "segmentation polygon 0 must hold an even count"),
+        ("segmentation", {"size": [20, 20], "counts": [100, -5, 305]}, "segmentation RLE counts must be non-negative"),
+        ("segmentation", {"size": [20.0, 20], "counts": [400]}, "segmentation RLE size must be"),
+    ],
+    ids=["crowd-no", "crowd-2", "crowd-null", "poly-string", "poly-bool", "poly-null", "poly-nan", "poly-inf", "poly-short",
+         "rle-negative", "rle-float-size"],
+)
+def test_ill_typed_annotations_are_refused_before_sampling(field, value, fragment, compat):
+    coco, _ = square_dataset([2, 2, 10, 10], (20, 20))
+    coco["annotations"][0][field] = value
+    with pytest.raises(PointFormatError, match=r"(?s)^in\.json: .*annotation id 7: ") as error:
+        simulate(coco, SimulationConfig(compat=compat), source="in.json")
+    assert len(error.value.problems) == 1 and error.value.problems[0].startswith(f"annotation id 7: {fragment}")
+
+
 def test_compat_mode_reports_a_box_reaching_outside_its_image():
     coco, _ = square_dataset([10, 10, 10.9, 10], (20, 20))  # x1 = 20.9: within tolerance, past the border
     with pytest.raises(PointFormatError, match="annotation id 7: box .* reaches outside"):
@@ -283,7 +310,7 @@ def test_one_broken_rle_among_valid_ones_is_the_only_one_reported():
     coco["annotations"][0]["segmentation"] = good
     for k in range(3):
         coco["annotations"].append({**coco["annotations"][0], "id": 100 + k, "segmentation": dict(good)})
-    coco["annotations"][2]["segmentation"] = {"size": [20, 20], "counts": [100, -5, 305]}
+    coco["annotations"][2]["segmentation"] = {"size": [20, 20], "counts": [100, 5, 305]}  # sums to 410, not 400
     with pytest.raises(PointFormatError) as error:
         simulate(coco)
     assert error.value.problems == ["annotation id 101: malformed uncompressed RLE (negative counts, or counts not summing to height*width)"]
