@@ -5,7 +5,10 @@ numbers: 400). Every reply carries the annotator's *state*: their current point 
 the next few (``tasks``; the browser draws the first and prefetches the others' images) and
 their counters.
 
-* ``GET  /api/state?annotator=NAME`` -> state
+* ``GET  /api/state?annotator=NAME`` -> state, read-only: the points of the objects the
+  annotator already holds (no GET changes the session);
+* ``POST /api/state`` ``{"annotator"}`` -> state, claiming objects for the annotator as needed
+  (the page sends this when it opens and whenever it resynchronises);
 * ``POST /api/answer`` ``{"annotator", "position", "point_index", "label", "response_ms"}``
   with ``label`` one of ``object``, ``background``, ``unsure`` -> state; 409 with the state
   when the point is not the annotator's current one (a stale or repeated request).
@@ -52,6 +55,10 @@ class UndoRequest(msgspec.Struct, forbid_unknown_fields=True):
     annotator: AnnotatorName
 
 
+class StateRequest(msgspec.Struct, forbid_unknown_fields=True):
+    annotator: AnnotatorName
+
+
 def decode_request(body: bytes, kind: type[msgspec.Struct]) -> Any:
     """Decode a JSON body into ``kind``; ApiError 400 naming the problem otherwise."""
     try:
@@ -89,9 +96,10 @@ def task_json(store: AnnotationStore, task: PointTask) -> dict[str, Any]:
     }
 
 
-def state(store: AnnotationStore, annotator: str) -> dict[str, Any]:
-    """The annotator's current and upcoming points and counters (claims objects as needed)."""
-    tasks = store.next_points(annotator, LOOKAHEAD)
+def state(store: AnnotationStore, annotator: str, *, claim: bool = True) -> dict[str, Any]:
+    """The annotator's current and upcoming points and counters; claims objects as needed
+    unless ``claim`` is False (then nothing is written)."""
+    tasks = store.next_points(annotator, LOOKAHEAD, claim=claim)
     points, finished = store.annotator_counts(annotator)
     return {
         "annotator": annotator,
@@ -110,6 +118,10 @@ def answer(store: AnnotationStore, request: AnswerRequest) -> dict[str, Any]:
     except AnswerConflict as exc:
         raise ApiError(409, str(exc), state=state(store, name)) from None
     return state(store, name)
+
+
+def claim_state(store: AnnotationStore, request: StateRequest) -> dict[str, Any]:
+    return state(store, annotator_name(request.annotator))
 
 
 def undo(store: AnnotationStore, request: UndoRequest) -> dict[str, Any]:

@@ -13,7 +13,8 @@ import re
 import secrets
 from pathlib import Path
 
-from pointsup.cli import _positive_int
+from pointsup.annotator.store import DEFAULT_CLAIM_TIMEOUT_S
+from pointsup.cli import _positive_float, _positive_int
 
 #: a token must be safe in a URL and a cookie
 _TOKEN_PATTERN = re.compile(r"[A-Za-z0-9._~-]{8,200}")
@@ -41,7 +42,7 @@ def default_db_path(dataset: Path) -> Path:
 def _run_serve(args: argparse.Namespace) -> None:
     from pointsup.annotator.server import AnnotationServer, is_loopback, log_to_stderr, run_until_stopped
     from pointsup.annotator.store import StoreError, open_session
-    from pointsup.cli import CommandError
+    from pointsup.cli import CommandError, one_line_message
     from pointsup.utils.paths import refuse_output_over_input
 
     if not args.images.is_dir():
@@ -54,9 +55,10 @@ def _run_serve(args: argparse.Namespace) -> None:
     db_path = args.db or default_db_path(args.dataset)
     refuse_output_over_input(db_path, [args.dataset], "--db")
     try:
-        store, created = open_session(db_path, args.dataset, num_points=args.points, seed=args.seed, overlap=args.overlap)
+        store, created = open_session(db_path, args.dataset, num_points=args.points, seed=args.seed, overlap=args.overlap,
+                                      claim_timeout_s=60.0 * args.claim_timeout)
     except (StoreError, ValueError) as exc:
-        raise CommandError(str(exc)) from None
+        raise CommandError(one_line_message(exc)) from None
     try:
         server = AnnotationServer(store, args.images, host=args.host, port=args.port, token=token,
                                   log=None if args.quiet else log_to_stderr)
@@ -67,6 +69,11 @@ def _run_serve(args: argparse.Namespace) -> None:
     if missing:
         print(f"warning: {len(missing)} of {len(store.images)} image files not found under {args.images} (e.g. {missing[0]})")
     settings = store.settings
+    if settings.has_masks:
+        unmasked = [o.annotation_id for o in store.objects() if o.mask_values is None]
+        if unmasked:
+            print(f"warning: {len(unmasked)} of {settings.num_objects} objects have a missing or malformed mask (e.g. annotation id "
+                  f"{unmasked[0]}): they are labelled as usual but left out of the agreement with the masks")
     print(f"{'created' if created else 'resumed'} session {db_path}: {settings.num_objects} objects, "
           f"{settings.num_points} points each (seed {settings.seed}, overlap {settings.overlap})")
     print(f"progress page: {server.url('/progress')}")
@@ -126,6 +133,8 @@ def add_annotate_parser(commands: argparse._SubParsersAction) -> None:
     serve.add_argument("--seed", type=_non_negative_int, default=None, metavar="S", help="sampling seed, as in `pointsup simulate` (default 12345)")
     serve.add_argument("--overlap", type=_positive_int, default=None, metavar="K",
                        help="annotators per object, for agreement studies (default 1: no object is handed out twice)")
+    serve.add_argument("--claim-timeout", type=_positive_float, default=DEFAULT_CLAIM_TIMEOUT_S / 60.0, metavar="MIN",
+                       help="minutes after which an inactive annotator's untouched objects go back to the pool (default %(default)g)")
     serve.add_argument("--db", type=Path, default=None, metavar="FILE", help="session database (default: DATASET's name with .points.db)")
     serve.add_argument("--host", default="127.0.0.1", metavar="HOST", help="address to bind (default 127.0.0.1; others get an access token)")
     serve.add_argument("--port", type=_port, default=8765, metavar="P", help="port (default 8765; 0 picks a free one)")

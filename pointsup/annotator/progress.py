@@ -72,12 +72,21 @@ class ProgressReport:
     timing: TimingSummary
     mask_agreement: float | None
     mask_compared: int
+    #: objects whose mask is malformed (or missing) in a session with masks: left out of the agreement
+    objects_without_mask: int
     annotator_agreement: float | None
     annotator_pairs: int
     annotators: tuple[AnnotatorProgress, ...]
 
     def to_dict(self) -> dict:
         return {**asdict(self), "histogram_edges_s": list(HISTOGRAM_EDGES_S)}
+
+    def left_out_note(self) -> str:
+        """What the agreement leaves out, in words ("" when nothing)."""
+        if not (self.has_masks and self.objects_without_mask):
+            return ""
+        return (f" ({self.objects_without_mask} of {self.objects_total} objects left out: "
+                "their masks are missing or malformed)")
 
     def format_table(self) -> str:
         """A plain-text report for the terminal."""
@@ -87,7 +96,8 @@ class ProgressReport:
             f"seconds per point: {_seconds(self.timing.median_s)} median over {self.timing.count} answers",
         ]
         if self.has_masks:
-            lines.append(f"agreement with masks: {_percent(self.mask_agreement)} of {self.mask_compared} answers")
+            lines.append(f"agreement with masks: {_percent(self.mask_agreement)} of {self.mask_compared} answers"
+                         + self.left_out_note())
         if self.annotator_pairs:
             lines.append(f"agreement between annotators: {_percent(self.annotator_agreement)} of {self.annotator_pairs} pairs")
         header = f"{'annotator':<20} {'points':>7} {'unsure':>7} {'objects':>8} {'median s':>9} {'p10 s':>6} {'p90 s':>6} {'masks':>7}"
@@ -131,7 +141,8 @@ def compute_progress(store: AnnotationStore) -> ProgressReport:
     n = store.settings.num_points
     answers = store.live_answers()
     assignments = store.assignments()
-    mask_values = {o.position: o.mask_values.tolist() for o in store.objects() if o.mask_values is not None}
+    objects = store.objects()
+    mask_values = {o.position: o.mask_values.tolist() for o in objects if o.mask_values is not None}
 
     finished_by: dict[int, int] = defaultdict(int)
     held: dict[str, list[int]] = defaultdict(lambda: [0, 0])
@@ -163,6 +174,7 @@ def compute_progress(store: AnnotationStore) -> ProgressReport:
         num_points=n, overlap=store.settings.overlap, has_masks=store.settings.has_masks,
         timing=TimingSummary.of([a.response_ms for a in answers if a.response_ms is not None]),
         mask_agreement=agreement, mask_compared=compared,
+        objects_without_mask=len(objects) - len(mask_values) if store.settings.has_masks else 0,
         annotator_agreement=pair_agreement, annotator_pairs=pairs,
         annotators=tuple(annotators),
     )

@@ -71,7 +71,8 @@ def render_progress_page(report: ProgressReport) -> str:
     ]
     if report.has_masks:
         summary.append(f"<p>Agreement with the masks: <b>{_percent(report.mask_agreement)}</b> of "
-                       f"{report.mask_compared} object/background answers (the paper: 90 % on COCO).</p>")
+                       f"{report.mask_compared} object/background answers (the paper: 90 % on COCO)"
+                       f"{escape(report.left_out_note())}.</p>")
     if report.annotator_pairs:
         summary.append(f"<p>Agreement between annotators: <b>{_percent(report.annotator_agreement)}</b> of "
                        f"{report.annotator_pairs} pairs of answers on the same point.</p>")

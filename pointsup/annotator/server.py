@@ -8,7 +8,8 @@ Security:
 
 * binds to 127.0.0.1 by default. Without a token, the ``Host`` header must name a loopback
   address or the bound host (this defeats DNS rebinding), and a POST's ``Origin``, when sent,
-  must match the host;
+  must match the host, and a POST that the browser marks as cross-site (``Sec-Fetch-Site``)
+  is refused. No GET changes the session: objects are claimed only by ``POST /api/state``;
 * with a token (given, or generated when binding to a non-loopback address), every request
   must carry it: ``?token=`` in the URL (the server then sets an HttpOnly cookie and
   redirects to the URL without it), the cookie, or ``Authorization: Bearer TOKEN``;
@@ -18,7 +19,9 @@ Security:
 * request bodies: JSON only (``Content-Type: application/json``, so a foreign page cannot
   post without a CORS preflight, which is refused), at most :data:`MAX_BODY_BYTES`, decoded
   into strict types. Anything malformed gets a 4xx; a failing request rolls its transaction
-  back, so the database stays consistent.
+  back, so the database stays consistent;
+* the log escapes what the client sent (no terminal escape sequences reach the terminal), and a
+  client that disconnects mid-request costs one log line, not a traceback.
 """
 
 from __future__ import annotations
@@ -68,6 +71,16 @@ _SECURITY_HEADERS = {
                                "script-src 'self'; connect-src 'self'; frame-ancestors 'none'",
 }
 _IMAGE_PATH = re.compile(r"/image/(\d{1,18})")
+#: pending connections the listening socket queues (the standard library's default is 5)
+LISTEN_BACKLOG = 256
+#: ``Sec-Fetch-Site`` values of requests made by the tool's own pages (or typed by the user)
+_SAME_SITE_FETCHES = {"same-origin", "none"}
+
+
+def escape_for_log(text: str) -> str:
+    """``text`` with every non-printable character (escape sequences, CR, NUL...) written as
+    a Python escape, so that a log line shows what the client sent and cannot drive the terminal."""
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text)
 
 
 def is_loopback(host: str) -> bool:
@@ -90,6 +103,7 @@ class AnnotationServer(ThreadingHTTPServer):
     """The HTTP server; request threads share the store (which serialises its writes)."""
 
     daemon_threads = True
+    request_queue_size = LISTEN_BACKLOG
 
     def __init__(self, store: AnnotationStore, images_dir: str | os.PathLike[str], *, host: str = "127.0.0.1",
                  port: int = 0, token: str | None = None, log: Callable[[str], None] | None = None):
@@ -101,6 +115,13 @@ class AnnotationServer(ThreadingHTTPServer):
         self.allowed_hostnames = {"localhost", "127.0.0.1", "::1", host}
         self.static = {route: ((STATIC_DIR / name).read_bytes(), ctype) for route, (name, ctype) in STATIC_FILES.items()}
         super().__init__((host, port), _Handler)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """One log line for a connection that failed outside a request handler (the client
+        went away mid-request, a reset), instead of the standard library's traceback."""
+        exc = sys.exc_info()[1]
+        if self.log is not None:
+            self.log(f"{client_address[0]} connection ended: {type(exc).__name__}: {escape_for_log(str(exc))}")
 
     @property
     def port(self) -> int:
@@ -176,11 +197,14 @@ class _Handler(BaseHTTPRequestHandler):
                 self.close_connection = True  # an unread body would be taken for the next request
             self._send_json(exc.status, {"error": exc.message, **exc.extra})
         except sqlite3.OperationalError as exc:  # locked by another process, disk full: nothing was written
-            self._log(f"database error on {self.command} {self.path}: {exc}")
+            self._log(f"database error on {self.command} {escape_for_log(self.path)}: {exc}")
             self.close_connection = True
             self._send_json(503, {"error": f"database unavailable ({exc}); try again"}, {"Retry-After": "1"})
+        except (ConnectionError, TimeoutError) as exc:  # the client went away: nothing to answer
+            self._log(f"{self.address_string()} {self.command} {escape_for_log(self.path)}: connection ended ({type(exc).__name__})")
+            self.close_connection = True
         except Exception:  # noqa: BLE001 - a bug must not take the server down
-            self._log("internal error on %s %s\n%s" % (self.command, self.path, traceback.format_exc()))
+            self._log("internal error on %s %s\n%s" % (self.command, escape_for_log(self.path), traceback.format_exc()))
             self.close_connection = True
             self._send_json(500, {"error": "internal server error"})
 
@@ -193,6 +217,9 @@ class _Handler(BaseHTTPRequestHandler):
             origin = self.headers.get("Origin")
             if origin is not None and urlsplit(origin).netloc != host:
                 raise api.ApiError(403, "cross-origin request refused")
+        if self.command == "POST" and self.headers.get("Sec-Fetch-Site", "same-origin") not in _SAME_SITE_FETCHES:
+            raise api.ApiError(403, "cross-site request refused")
+        if token is None:
             return
         offered = [self._cookie_token(), parse_qs(query).get("token", [None])[0]]
         authorization = self.headers.get("Authorization", "")
@@ -227,7 +254,7 @@ class _Handler(BaseHTTPRequestHandler):
             names = query.get("annotator")
             if not names or len(names) != 1:
                 raise api.ApiError(400, "give one annotator: /api/state?annotator=NAME")
-            self._send_json(200, api.state(self.server.store, api.annotator_name(names[0])))
+            self._send_json(200, api.state(self.server.store, api.annotator_name(names[0]), claim=False))
         elif match := _IMAGE_PATH.fullmatch(url.path):
             path, content_type = self.server.resolve_image(int(match.group(1)))
             self._send(200, browser_image_bytes(path), content_type, {"Cache-Control": "private, max-age=86400"})
@@ -242,7 +269,8 @@ class _Handler(BaseHTTPRequestHandler):
     # ---- POST ------------------------------------------------------------------------------
 
     def _post(self, url: Any) -> None:
-        routes = {"/api/answer": (api.AnswerRequest, api.answer), "/api/undo": (api.UndoRequest, api.undo)}
+        routes = {"/api/answer": (api.AnswerRequest, api.answer), "/api/undo": (api.UndoRequest, api.undo),
+                  "/api/state": (api.StateRequest, api.claim_state)}
         if url.path not in routes:
             raise api.ApiError(404, "not found")
         kind, action = routes[url.path]
@@ -291,7 +319,7 @@ class _Handler(BaseHTTPRequestHandler):
             self.log_message('"%s" %s', self.requestline, str(code))
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the stdlib's signature
-        self._log(f"{self.address_string()} {format % args}")
+        self._log(f"{self.address_string()} {escape_for_log(format % args)}")
 
     def _log(self, message: str) -> None:
         if self.server.log is not None:

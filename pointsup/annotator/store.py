@@ -17,6 +17,10 @@ Hand-out rules:
   (the current one and one claimed ahead, so that the next point can be prefetched);
 * with ``overlap = 1`` (the default) no object is ever handed to two annotators. Claims run
   in ``BEGIN IMMEDIATE`` transactions, so this holds across threads and processes;
+* only :meth:`AnnotationStore.next_points` with ``claim=True`` claims (the server calls it on
+  POST only); an *unused* claim (no point of the object answered) of an annotator who has not
+  answered anything for ``claim_timeout_s`` seconds expires: the object goes back to the pool
+  when someone else next claims;
 * an answer is accepted only for the annotator's current point (anything else is a conflict:
   a retried or stale request), so each annotator's answers on an object always form a prefix
   ``0 .. k-1`` of its points, and undo removes the last one.
@@ -50,6 +54,8 @@ LABEL_CODES = {"object": 1, "background": 0, "unsure": -1}
 #: unfinished objects an annotator may hold at once (current + one claimed ahead)
 MAX_OPEN_OBJECTS = 2
 MAX_ANNOTATOR_NAME = 64
+#: seconds after which an inactive annotator's unused claims go back to the pool
+DEFAULT_CLAIM_TIMEOUT_S = 600.0
 
 
 class AnswerConflict(Exception):
@@ -122,8 +128,9 @@ class AnnotationStore:
     Open one with :meth:`open`, or with :func:`open_session` (which creates it first when needed).
     """
 
-    def __init__(self, path: Path, connection: sqlite3.Connection):
+    def __init__(self, path: Path, connection: sqlite3.Connection, *, claim_timeout_s: float = DEFAULT_CLAIM_TIMEOUT_S):
         self.path = path
+        self.claim_timeout_s = claim_timeout_s
         self._connection = connection
         self._lock = threading.RLock()
         meta = dict(connection.execute("SELECT key, value FROM meta").fetchall())
@@ -148,7 +155,7 @@ class AnnotationStore:
     # ---- opening ---------------------------------------------------------------------------
 
     @classmethod
-    def open(cls, path: str | Path) -> "AnnotationStore":
+    def open(cls, path: str | Path, *, claim_timeout_s: float = DEFAULT_CLAIM_TIMEOUT_S) -> "AnnotationStore":
         """Open an existing session database.
 
         Raises:
@@ -164,7 +171,7 @@ class AnnotationStore:
                 raise StoreError(f"{path} holds no labelling session")
         except sqlite3.DatabaseError as exc:
             raise StoreError(f"{path}: not a labelling database ({exc})") from None
-        return cls(path, connection)
+        return cls(path, connection, claim_timeout_s=claim_timeout_s)
 
     def close(self) -> None:
         with self._lock:
@@ -195,11 +202,12 @@ class AnnotationStore:
 
     # ---- labelling -------------------------------------------------------------------------
 
-    def next_points(self, annotator: str, count: int) -> list[PointTask]:
+    def next_points(self, annotator: str, count: int, *, claim: bool = True) -> list[PointTask]:
         """The annotator's current point followed by up to ``count - 1`` upcoming ones,
-        claiming objects as needed (empty when nothing is left for them)."""
+        claiming objects as needed (empty when nothing is left for them). With
+        ``claim=False`` nothing is written: only the objects they already hold are listed."""
         n = self.settings.num_points
-        with self._write() as db:
+        with (self._write() if claim else self._read()) as db:
             open_objects = db.execute(
                 "SELECT position, answered FROM assignments WHERE annotator = ? AND answered < ? ORDER BY position LIMIT ?",
                 (annotator, n, count),
@@ -209,7 +217,7 @@ class AnnotationStore:
                 tasks.extend(self._point_tasks(db, position, range(answered, n)))
                 if len(tasks) >= count:
                     return tasks[:count]
-            while len(tasks) < count and len(open_objects) < MAX_OPEN_OBJECTS:
+            while claim and len(tasks) < count and len(open_objects) < MAX_OPEN_OBJECTS:
                 position = self._claim(db, annotator)
                 if position is None:
                     break
@@ -304,7 +312,22 @@ class AnnotationStore:
 
     # ---- internals -------------------------------------------------------------------------
 
+    def _release_expired_claims(self, db: sqlite3.Connection, annotator: str) -> None:
+        """Drop the unused claims of annotators (other than ``annotator``) who have neither
+        claimed nor answered anything for ``claim_timeout_s`` seconds."""
+        cutoff = time.time() - self.claim_timeout_s
+        expired = db.execute(
+            "SELECT annotator, position FROM assignments AS a WHERE answered = 0 AND annotator != ? AND assigned_at < ? "
+            "AND NOT EXISTS (SELECT 1 FROM assignments WHERE annotator = a.annotator AND assigned_at >= ?) "
+            "AND NOT EXISTS (SELECT 1 FROM answers WHERE annotator = a.annotator AND answered_at >= ?)",
+            (annotator, cutoff, cutoff, cutoff),
+        ).fetchall()
+        for holder, position in expired:
+            db.execute("DELETE FROM assignments WHERE annotator = ? AND position = ?", (holder, position))
+            db.execute("UPDATE objects SET assigned = assigned - 1 WHERE position = ?", (position,))
+
     def _claim(self, db: sqlite3.Connection, annotator: str) -> int | None:
+        self._release_expired_claims(db, annotator)
         row = db.execute(
             "SELECT position FROM objects WHERE assigned < ? AND position NOT IN "
             "(SELECT position FROM assignments WHERE annotator = ?) ORDER BY position LIMIT 1",
@@ -339,7 +362,8 @@ def file_sha256(path: str | os.PathLike[str]) -> str:
 
 
 def open_session(db_path: str | Path, dataset_path: str | Path, *, num_points: int | None = None,
-                 seed: int | None = None, overlap: int | None = None) -> tuple[AnnotationStore, bool]:
+                 seed: int | None = None, overlap: int | None = None,
+                 claim_timeout_s: float = DEFAULT_CLAIM_TIMEOUT_S) -> tuple[AnnotationStore, bool]:
     """Open the session in ``db_path``, creating it from ``dataset_path`` when the database
     does not hold one yet. Returns the store and whether it was created.
 
@@ -367,7 +391,7 @@ def open_session(db_path: str | Path, dataset_path: str | Path, *, num_points: i
             num_points=DEFAULT_NUM_POINTS if num_points is None else num_points,
             seed=DEFAULT_SEED if seed is None else seed, overlap=1 if overlap is None else overlap,
         )
-    store = AnnotationStore.open(db_path)
+    store = AnnotationStore.open(db_path, claim_timeout_s=claim_timeout_s)
     recorded = store.settings
     mismatches = [
         f"--{name} {given} (it was made with {wanted})"

@@ -47,6 +47,13 @@ class Api:
         return status, payload
 
     def state(self, annotator: str) -> dict[str, Any]:
+        """The annotator's state, claiming objects as the page does (POST)."""
+        status, payload = self.post("/api/state", {"annotator": annotator})
+        assert status == 200, payload
+        return payload
+
+    def peek(self, annotator: str) -> dict[str, Any]:
+        """The annotator's state without claiming anything (GET)."""
         status, payload, _ = self.request("GET", f"/api/state?annotator={quote(annotator)}")
         assert status == 200, payload
         return payload

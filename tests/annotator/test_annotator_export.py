@@ -171,3 +171,18 @@ def test_export_refuses_to_write_over_its_inputs(tmp_path: Path, synthetic: Synt
         assert "Traceback" not in err
         assert output.read_bytes() == before
     assert main(["annotate", "export", "--db", str(tmp_path / "s.db"), "-o", str(tmp_path / "out.json")]) == 0
+
+
+def test_objects_left_out_of_the_agreement_are_counted_and_named(tmp_path: Path, synthetic: SyntheticDataset,
+                                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    coco = json.loads(synthetic.train_json.read_text())
+    del coco["annotations"][0]["segmentation"]
+    coco["annotations"][1]["segmentation"] = {"size": [7, 7], "counts": "0"}  # an RLE of the wrong size
+    (tmp_path / "partly.json").write_text(json.dumps(coco))
+    store, _ = open_session(tmp_path / "s.db", tmp_path / "partly.json", num_points=3)
+    label_everything(store, "ann", lambda p, i, mask: max(mask, 0))
+    report = compute_progress(store)
+    assert report.objects_without_mask == 2
+    assert report.mask_compared == 3 * (store.settings.num_objects - 2)
+    assert "(2 of" in report.format_table() and "left out: their masks are missing or malformed" in report.format_table()
+    store.close()

@@ -239,7 +239,7 @@
   // (say, restarting), not when it refuses the request (a bad name, a missing token).
   async function resync() {
     try {
-      const reply = await request("GET", `/api/state?annotator=${encodeURIComponent(session.annotator)}`);
+      const reply = await request("POST", "/api/state", { annotator: session.annotator });
       if (document.body.dataset.state === "error") say("reconnected");
       sync(reply);
     } catch (error) {
