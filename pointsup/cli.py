@@ -82,6 +82,7 @@ def _run_simulate(args: argparse.Namespace) -> None:
     if args.stats_json:
         refuse_output_over_input(args.stats_json, [args.input], "--stats-json")
     coco = read_coco_json(args.input)
+    _refuse_simulation_beyond_memory(len(coco.get("annotations", [])), args.num_points)
     all_statistics = {}
     for result in simulate_versions(coco, config, args.versions, str(args.input), show_progress=not args.quiet, consume_input=True):
         path = version_output_path(args.output, result.version, args.versions)
@@ -92,6 +93,17 @@ def _run_simulate(args: argparse.Namespace) -> None:
             print(result.statistics.format_table())
     if args.stats_json:
         write_json_atomic(args.stats_json, all_statistics, indent=2)
+
+
+def _refuse_simulation_beyond_memory(num_annotations: int, num_points: int) -> None:
+    from pointsup.points.simulate import estimated_peak_bytes
+    from pointsup.utils.memory import available_memory_bytes, format_bytes
+
+    needed = estimated_peak_bytes(num_annotations, num_points)
+    available = available_memory_bytes()
+    if available is not None and needed > available:
+        raise CommandError(f"--num-points {num_points} on {num_annotations} objects needs about {format_bytes(needed)} of memory, "
+                           f"{format_bytes(available)} is available: give fewer points")
 
 
 def _run_stats(args: argparse.Namespace) -> None:
@@ -131,7 +143,7 @@ def _run_show(args: argparse.Namespace) -> None:
         path = show_annotations(args.annotations, args.images, args.output, image_ids=args.image_id, max_images=args.max_images,
                                 output_option="-o")
     except ValueError as exc:
-        raise CommandError(str(exc)) from None
+        raise CommandError(one_line_message(exc)) from None
     print(f"wrote {path}")
 
 
@@ -273,7 +285,7 @@ def _run_recipe(args: argparse.Namespace) -> None:
     try:
         stats = dataset_statistics(args.dataset)
     except PointFormatError as exc:
-        raise CommandError(f"{exc.source}: {exc.problems[0]}" if len(exc.problems) == 1 else str(exc)) from None
+        raise CommandError(exc.one_line()) from None
     missing = missing_image_files(stats, args.images)
     if len(missing) == stats.num_images:
         raise CommandError(f"none of the {stats.num_images} images of {args.dataset} is under {args.images} (e.g. {missing[0]})")
@@ -330,10 +342,10 @@ def build_parser() -> argparse.ArgumentParser:
     syn.add_argument("-q", "--quiet", action="store_true")
     syn.set_defaults(handler=_run_synthetic)
 
-    show = commands.add_parser("show", help="draw boxes, masks and labelled points into a PNG")
+    show = commands.add_parser("show", help="draw boxes, masks and labelled points into a picture (PNG, JPEG...)")
     show.add_argument("annotations", type=Path)
     show.add_argument("--images", type=Path, required=True, help="folder the file_name entries are relative to")
-    show.add_argument("-o", "--output", type=Path, required=True, help="output PNG")
+    show.add_argument("-o", "--output", type=Path, required=True, help="output picture; its suffix names the format (.png, .jpg, .webp...)")
     show.add_argument("--image-id", type=int, action="append", default=None, help="image id to draw (repeatable; default: the first images)")
     show.add_argument("--max-images", type=_positive_int, default=4, help="images in the grid when no --image-id is given")
     show.set_defaults(handler=_run_show)
@@ -424,12 +436,16 @@ _USER_ERRORS = (
     ("pointsup.engine.checkpoint", "CheckpointError"),
     ("pointsup.engine.trainer", "TrainingDiverged"),
     ("pointsup.engine.distributed", "LaunchError"),
+    ("pointsup.engine.distributed", "DeviceError"),
     ("pointsup.data.dataset", "ImageReadError"),
     ("pointsup.data.dataset", "ImageSizeError"),
     ("pointsup.data.dataset", "AnnotationError"),
     ("pointsup.engine.pseudo_label", "PseudoLabelError"),
     ("pointsup.modeling.efficientnet_lite", "BackboneWeightsError"),
+    ("pointsup.modeling.weights", "WeightsError"),
+    ("pointsup.evaluation.coco_evaluator", "GroundTruthError"),
     ("pointsup.utils.paths", "OutputOverInputError"),
+    ("pointsup.utils.atomic", "OutputWriteError"),
 )
 
 
@@ -451,9 +467,27 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         handler(args)
     except _user_error_types() as exc:
-        print(f"pointsup {args.command}: error: {exc}", file=sys.stderr)
+        print(f"pointsup {args.command}: error: {one_line_message(exc)}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # what the system refused (permissions, a folder given as a file...): name the file
+        print(f"pointsup {args.command}: error: {_describe_os_error(exc)}", file=sys.stderr)
         return 2
     return 0
+
+
+def one_line_message(exc: BaseException) -> str:
+    """``exc`` as the one line the command line shows: a file's first problem and how many
+    others (see ``PointFormatError.one_line``), else the message's first line."""
+    one_line = getattr(exc, "one_line", None)
+    text = one_line() if callable(one_line) else str(exc)
+    return text.strip().splitlines()[0] if text.strip() else type(exc).__name__
+
+
+def _describe_os_error(exc: OSError) -> str:
+    from pointsup.utils.atomic import describe_os_error
+
+    reason = describe_os_error(exc)
+    return f"{exc.filename}: {reason}" if exc.filename is not None else reason
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""Draw point annotations over their images: boxes, masks and labelled points, tiled into a PNG.
+"""Draw point annotations over their images: boxes, masks and labelled points, tiled into one picture.
 
 :func:`show_annotations` backs ``pointsup show``. Each chosen image is scaled so its longer side
 is at most :data:`MAX_TILE_SIDE` pixels; then every annotation's mask (when it has a
@@ -11,7 +11,6 @@ of :data:`GRID_COLUMNS` columns under a legend. Only Pillow is used (no matplotl
 
 from __future__ import annotations
 
-import io
 import os
 from functools import lru_cache
 from pathlib import Path
@@ -21,10 +20,9 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 from pycocotools import mask as mask_utils
 
-from pointsup.data.image_io import ImageReadError, open_rgb_image
+from pointsup.data.image_io import ImageReadError, image_format_for, open_rgb_image, write_image
 from pointsup.points.format import ImageRecord, PointInstance, load_point_dataset
 from pointsup.points.rle import segmentation_to_rle
-from pointsup.utils.atomic import write_bytes_atomic
 from pointsup.utils.paths import refuse_output_over_input
 
 #: A tile's longer side is scaled down to at most this many pixels (never scaled up).
@@ -274,12 +272,13 @@ def show_annotations(
     max_images: int = 4,
     output_option: str = "output_path",
 ) -> Path:
-    """Render the chosen images with their annotations into one PNG grid (written atomically).
+    """Render the chosen images with their annotations into one picture grid (written
+    atomically, in the format ``output_path``'s suffix names: PNG, JPEG, WebP...).
 
     Args:
         annotations_path: a COCO file (points optional, see ``load_point_dataset``).
         images_dir: the folder ``file_name`` entries are relative to.
-        output_path: the PNG to write.
+        output_path: the picture to write (``.png``, ``.jpg``...).
         image_ids: images to draw, in this order; None picks the first ``max_images`` images
             that have annotations.
         max_images: how many images to pick when ``image_ids`` is None.
@@ -291,11 +290,12 @@ def show_annotations(
     Raises:
         PointFormatError: an invalid annotation file.
         FileNotFoundError: a missing image file.
-        ValueError: an unknown image id, an unreadable image, or an image whose size differs
-            from the annotation file.
+        ValueError: an unknown image id, an unreadable image, an image whose size differs
+            from the annotation file, or an output suffix that names no image format.
         OutputOverInputError: ``output_path`` is the annotation file or one of the chosen images.
     """
     refuse_output_over_input(output_path, [annotations_path], output_option)
+    image_format_for(output_path)  # an unknown suffix fails before the work
     dataset = load_point_dataset(annotations_path, require_points=False)
     by_image = dataset.instances_by_image()
     names = dataset.category_names()
@@ -314,7 +314,5 @@ def show_annotations(
     canvas = compose_grid(tiles)
     shown = {inst.category_id for image_id in chosen for inst in by_image[image_id]}
     _draw_legend(canvas, {cid: n for cid, n in names.items() if cid in shown}, colors)
-    buffer = io.BytesIO()
-    canvas.save(buffer, format="PNG")
-    write_bytes_atomic(output_path, buffer.getvalue())
+    write_image(output_path, canvas)
     return Path(output_path)

@@ -254,7 +254,7 @@ def test_simulate_ill_typed_field_names_file_annotation_and_field(tmp_path: Path
     source.write_text(json.dumps(coco))
     status = main(["simulate", str(source), "-o", str(tmp_path / "o.json"), "-q"])
     err = assert_error(capsys, status, "simulate", str(source), "annotation id 31: ", f"annotation id 31: {field}")
-    assert len(err.strip().splitlines()) == 2  # the error line and the one problem under it
+    assert len(err.strip().splitlines()) == 1  # one line: the file, the annotation and the field
     assert not (tmp_path / "o.json").exists()
 
 
@@ -346,3 +346,33 @@ def test_stats_invalid_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) 
 def test_stats_missing_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     missing = tmp_path / "nothing.json"
     assert_error(capsys, main(["stats", str(missing)]), "stats", str(missing))
+
+
+def test_simulate_refuses_points_beyond_memory(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "out.json"
+    assert main(["simulate", str(SIM_INPUT), "-o", str(out), "--num-points", str(10**12), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "--num-points 1000000000000" in err and "of memory" in err and "give fewer points" in err
+    assert not out.exists()
+
+
+def test_several_problems_are_one_line_that_counts_them(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    coco = {
+        "images": [{"id": 2**70, "file_name": "a.png", "height": 20, "width": 20}],
+        "categories": [{"id": 1, "name": "thing"}],
+        "annotations": [{"id": 31, "image_id": 2**70, "category_id": 1, "bbox": [2, 2, 10, 10], "iscrowd": 0}],
+    }
+    source = tmp_path / "huge_ids.json"
+    source.write_text(json.dumps(coco))
+    status = main(["simulate", str(source), "-o", str(tmp_path / "o.json"), "-q"])
+    err = assert_error(capsys, status, "simulate", str(source), "image #0: id must be a 64-bit integer", "beyond 64 bits",
+                       "(and 1 more problem)")
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_absurdly_deep_json_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    source = tmp_path / "deep.json"
+    source.write_text("[" * 100_000 + "]" * 100_000)
+    status = main(["simulate", str(source), "-o", str(tmp_path / "o.json"), "-q"])
+    err = assert_error(capsys, status, "simulate", str(source), "nested too deeply")
+    assert len(err.strip().splitlines()) == 1

@@ -189,6 +189,10 @@ def test_cli_show(dataset: tuple[Path, Path], tmp_path: Path) -> None:
     out = tmp_path / "cli.png"
     status = main(["show", str(annotations), "--images", str(images_dir), "-o", str(out), "--image-id", "1"])
     assert status == 0 and Image.open(out).size[0] == 640 + 2 * vis.PADDING
+    jpeg = tmp_path / "cli.jpg"
+    assert main(["show", str(annotations), "--images", str(images_dir), "-o", str(jpeg), "--image-id", "1"]) == 0
+    with Image.open(jpeg) as image:
+        assert image.format == "JPEG"
 
 
 def test_real_dataset_fruits_nuts(tmp_path: Path) -> None:

@@ -153,21 +153,15 @@ def annotation_time(form: str, instances: int, costs: AnnotationCosts = Annotati
 
 
 def count_instances(path: str | os.PathLike[str]) -> tuple[int, int]:
-    """(images, non-crowd instances) of a COCO JSON file. Raises
-    :class:`~pointsup.points.format.PointFormatError` naming the file when it is malformed."""
-    from pointsup.points.format import PointFormatError, read_coco_json
+    """(images, non-crowd instances) of a COCO JSON file, validated as every reader does.
 
-    coco = read_coco_json(path)
-    problems = [f"'{key}' must be a list, got {type(coco.get(key)).__name__}"
-                for key in ("images", "annotations") if not isinstance(coco.get(key), list)]
-    if problems:
-        raise PointFormatError(str(path), problems)
-    instances = 0
-    for index, ann in enumerate(coco["annotations"]):
-        if not isinstance(ann, dict):
-            raise PointFormatError(str(path), [f"annotation #{index} must be an object, got {type(ann).__name__}"])
-        instances += not ann.get("iscrowd", 0)
-    return len(coco["images"]), instances
+    Raises:
+        PointFormatError: naming the file, when it is not a valid COCO file.
+    """
+    from pointsup.points.format import read_coco_json, validate_coco
+
+    dataset = validate_coco(read_coco_json(path), str(path), require_points=False)
+    return len(dataset.images), sum(not instance.is_crowd for instance in dataset.instances)
 
 
 def format_cost_table(rows: Sequence[FormCost], images: int, instances: int) -> str:

@@ -18,9 +18,7 @@ depend on the number of images; the same arguments give byte-identical JSON and 
 from __future__ import annotations
 
 import math
-import os
 import struct
-import tempfile
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,7 +35,7 @@ from pointsup.data.synthetic_shapes import (
     render_background,
     sample_shape,
 )
-from pointsup.utils.atomic import write_json_atomic
+from pointsup.utils.atomic import write_bytes_atomic, write_json_atomic
 from pointsup.utils.progress import progress
 
 CATEGORY_NAMES: tuple[str, ...] = SHAPE_NAMES
@@ -217,20 +215,6 @@ def _png_chunk(tag: bytes, data: bytes) -> bytes:
     return struct.pack(">I", len(data)) + tag + data + struct.pack(">I", crc)
 
 
-def _write_file(path: Path, payload: bytes) -> None:
-    """Write ``payload`` to ``path`` via a temporary file in the same folder and ``os.replace``
-    (atomic, without the fsync of :func:`pointsup.utils.atomic.write_bytes_atomic`)."""
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(payload)
-        os.replace(tmp_name, path)
-    except BaseException:
-        if os.path.exists(tmp_name):
-            os.unlink(tmp_name)
-        raise
-
-
 def _num_val_images(num_images: int, val_fraction: float) -> int:
     """``round(num_images * val_fraction)``, at least 1 when ``num_images >= 2`` and
     ``val_fraction > 0``, and never all images (the training split is never empty)."""
@@ -298,7 +282,7 @@ def generate_synthetic_dataset(
         image, objects = render_synthetic_image(np.random.default_rng([seed, index]), image_size)
         image_id = index + 1
         file_name = f"{image_id:06d}.png"
-        _write_file(image_dir / file_name, encode_png(image))
+        write_bytes_atomic(image_dir / file_name, encode_png(image), fsync=False)
         images, annotations = splits["train" if index < n_train else "val"]
         images.append({"id": image_id, "file_name": file_name, "height": image_size, "width": image_size})
         for obj in objects:

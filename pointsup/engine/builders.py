@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import dataclasses
 
-from pointsup.data.dataset import ImageReadError, InstanceDataset
+from pointsup.data.dataset import AnnotationError, ImageReadError, ImageSizeError, InstanceDataset
+from pointsup.data.image_io import check_image_header
 from pointsup.data.transforms import Compose, build_test_transforms, build_train_transforms
 from pointsup.engine.config import Config, ConfigError
+from pointsup.evaluation.coco_evaluator import check_has_masks
 from pointsup.modeling.build import build_model
 from pointsup.modeling.detector import Detector
 from pointsup.modeling.weights import load_model_weights
+from pointsup.points.format import read_coco_json
 
 
 def _require(value: str | None, key: str) -> str:
@@ -18,17 +21,24 @@ def _require(value: str | None, key: str) -> str:
     return value
 
 
-def check_images_exist(dataset: InstanceDataset) -> None:
-    """Fail before training starts, rather than hours in, when image files are missing.
+def check_images_readable(dataset: InstanceDataset) -> None:
+    """Fail before training starts, rather than hours in, when image files are missing, are not
+    images, are decompression bombs or do not have the size their annotation gives: every
+    file's header is read (about a millisecond each; the pixels are decoded later).
 
     Raises:
-        ImageReadError: naming the missing files (the first ten) and how many there are.
+        ImageReadError: naming the first problem and how many images have one.
     """
-    missing = [dataset.image_path(i) for i in range(len(dataset)) if not dataset.image_path(i).is_file()]
-    if missing:
-        listed = ", ".join(str(p) for p in missing[:10])
-        raise ImageReadError(f"{len(missing)} of the {len(dataset)} images of {dataset.source} are missing: {listed}"
-                             + (" ..." if len(missing) > 10 else ""))
+    problems: list[str] = []
+    for index, record in enumerate(dataset.images):
+        try:
+            check_image_header(dataset.image_path(index), image_id=record.id, expected_size=(record.width, record.height),
+                               source=dataset.source)
+        except (ImageReadError, ImageSizeError) as exc:
+            problems.append(str(exc))
+    if problems:
+        more = f" (and {len(problems) - 1} more of the {len(dataset)} images)" if len(problems) > 1 else ""
+        raise ImageReadError(f"{problems[0]}{more}")
 
 
 def build_train_dataset(config: Config) -> InstanceDataset:
@@ -37,17 +47,25 @@ def build_train_dataset(config: Config) -> InstanceDataset:
     dataset = InstanceDataset(_require(data.train_json, "data.train_json"), _require(data.train_images, "data.train_images"),
                               supervision="none" if config.supervision == "boxes" else config.supervision,
                               filter_empty=data.filter_empty)
-    check_images_exist(dataset)
+    if len(dataset) == 0:
+        raise AnnotationError(f"{dataset.source}: holds no images" if not data.filter_empty else
+                              f"{dataset.source}: no image has an object to train on (data.filter_empty leaves out images without one)")
+    check_images_readable(dataset)
     return dataset
 
 
 def build_val_dataset(config: Config) -> InstanceDataset | None:
-    """The evaluation images (None when no ``data.val_json`` is configured)."""
+    """The evaluation images (None when no ``data.val_json`` is configured; all image files checked)."""
     data = config.data
     if not data.val_json:
         return None
-    return InstanceDataset(data.val_json, _require(data.val_images, "data.val_images"), supervision="none",
-                           filter_empty=False, with_targets=False)
+    dataset = InstanceDataset(data.val_json, _require(data.val_images, "data.val_images"), supervision="none",
+                              filter_empty=False, with_targets=False)
+    if len(dataset) == 0:
+        raise AnnotationError(f"{dataset.source}: holds no images to evaluate on (data.val_json)")
+    check_has_masks(read_coco_json(data.val_json), data.val_json)  # before training, not after it
+    check_images_readable(dataset)
+    return dataset
 
 
 def train_transforms(config: Config) -> Compose:

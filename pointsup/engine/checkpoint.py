@@ -16,6 +16,7 @@ then rather than when the checkpoint is read back.
 from __future__ import annotations
 
 import contextlib
+import io
 import logging
 import os
 import pickle
@@ -28,7 +29,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from pointsup.utils.atomic import atomic_write, write_bytes_atomic
+from pointsup.utils.atomic import OutputWriteError, atomic_write, write_bytes_atomic
 
 logger = logging.getLogger(__name__)
 
@@ -45,10 +46,16 @@ class CheckpointError(RuntimeError):
 
 
 def torch_save_atomic(obj: Any, path: str | os.PathLike[str]) -> None:
-    """``torch.save(obj, path)`` that never leaves a half-written ``path`` (see the module docstring)."""
+    """``torch.save(obj, path)`` that never leaves a half-written ``path`` (see the module docstring).
+
+    The checkpoint is serialised in memory first: a failing write (full disk) then surfaces as
+    the system's error (:class:`~pointsup.utils.atomic.OutputWriteError`), not as an error of
+    torch's zip writer."""
     path = Path(path)
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
     with atomic_write(path, "wb") as handle:
-        torch.save(obj, handle)
+        handle.write(buffer.getbuffer())
     _fsync_directory(path.parent)
 
 
@@ -100,8 +107,13 @@ class Checkpointer:
         if isinstance(name_or_iteration, int):
             payload["extra"].setdefault("iteration", name_or_iteration)
         path = self.directory / checkpoint_name(name_or_iteration)
-        torch_save_atomic(payload, path)
-        write_bytes_atomic(self.directory / LAST_CHECKPOINT_FILE, path.name.encode())
+        try:
+            torch_save_atomic(payload, path)
+            write_bytes_atomic(self.directory / LAST_CHECKPOINT_FILE, path.name.encode())
+        except OutputWriteError as exc:
+            previous = latest(self.directory)
+            kept = f"the previous checkpoint {previous} is intact" if previous is not None else "no earlier checkpoint exists"
+            raise CheckpointError(f"{exc}; {kept} (free space and resume with --resume)") from None
         self._delete_old(keep_also=path)
         return path
 
@@ -206,43 +218,55 @@ def read_checkpoint(path: Path) -> dict[str, Any]:
     except pickle.UnpicklingError as error:
         raise CheckpointError(
             f"{path}: cannot be read safely (weights_only); it is corrupt or holds objects other "
-            f"than tensors and plain Python values: {error}"
+            f"than tensors and plain Python values: {_first_line(error)}"
         ) from None
     except Exception as error:  # noqa: BLE001 - arbitrary bytes make the unpickler raise anything
         # Garbage bytes reach the weights-only unpickler's internals, which raise whatever the
         # bytes provoke (AssertionError, KeyError, IndexError, UnicodeDecodeError, ...), not only
         # the documented errors; every one of them means the same thing to the caller.
         raise CheckpointError(
-            f"{path}: corrupt or truncated checkpoint ({type(error).__name__}: {error})"
+            f"{path}: corrupt or truncated checkpoint ({type(error).__name__}: {_first_line(error)})"
         ) from None
     if not isinstance(checkpoint, dict):
         raise CheckpointError(f"{path}: not a checkpoint (it holds a {type(checkpoint).__name__})")
     return checkpoint
 
 
+def _first_line(error: BaseException) -> str:
+    """The first line of an error's message (torch's unpickling errors run over many lines)."""
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
+
+
 def load_model_state(model: nn.Module, state: Mapping[str, torch.Tensor], strict: bool, path: Path) -> None:
-    """``model.load_state_dict`` with errors that list every key and shape that does not fit."""
+    """``model.load_state_dict`` with an error (one line) that counts the keys and shapes that
+    do not fit and names the first of each kind; warns when the weights hold NaN or infinity
+    (such a model predicts nothing, silently)."""
     expected = model.state_dict()
     mismatched = [
         key
         for key, value in state.items()
         if key in expected and isinstance(value, torch.Tensor) and value.shape != expected[key].shape
     ]
-    shapes = [f"{k}: model {tuple(expected[k].shape)}, checkpoint {tuple(state[k].shape)}" for k in mismatched]
+    shapes = [f"{k} (model {tuple(expected[k].shape)}, file {tuple(state[k].shape)})" for k in mismatched]
     missing = sorted(set(expected) - set(state))
     unexpected = sorted(set(state) - set(expected))
     if strict and (mismatched or missing or unexpected):
         parts = [
-            f"{title} ({len(lines)}):\n" + "\n".join(f"  {line}" for line in lines)
-            for title, lines in (("shape mismatches", shapes), ("missing keys", missing), ("unexpected keys", unexpected))
+            f"{len(lines)} {title} (e.g. {lines[0]})"
+            for title, lines in (("of a different shape", shapes), ("missing", missing), ("not in the model", unexpected))
             if lines
         ]
-        raise CheckpointError(f"{path}: weights do not fit the model:\n" + "\n".join(parts))
+        raise CheckpointError(f"{path}: the weights do not fit the model: " + "; ".join(parts))
     skipped = set(mismatched)
     model.load_state_dict({k: v for k, v in state.items() if k not in skipped}, strict=False)
     for title, lines in (("skipped (shape differs)", shapes), ("missing", missing), ("unexpected", unexpected)):
         if lines:
             logger.warning("%s: %d %s keys: %s", path, len(lines), title, "; ".join(lines))
+    non_finite = [k for k, v in state.items() if isinstance(v, torch.Tensor) and v.is_floating_point() and not bool(torch.isfinite(v).all())]
+    if non_finite:
+        logger.warning("warning: %s: %d weight tensors hold NaN or infinite values (e.g. %s): the model's outputs are "
+                       "meaningless (a diverged training run?)", path, len(non_finite), non_finite[0])
 
 
 def _plain(value: Any, where: str) -> Any:

@@ -273,8 +273,14 @@ def _load_tree(path: Path, chain: tuple[Path, ...]) -> tuple[dict[str, Any], dic
         raw = yaml.load(path.read_text(encoding="utf-8"), Loader=_Loader)
     except FileNotFoundError:
         raise ConfigError(f"config file not found: {path}{where}") from None
+    except yaml.MarkedYAMLError as error:
+        mark = error.problem_mark
+        at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        raise ConfigError(f"{path}{where}: invalid YAML{at}: {error.problem or error.context}") from None
     except (OSError, UnicodeDecodeError, yaml.YAMLError) as error:
         raise ConfigError(f"cannot read config file {path}{where}: {error}") from None
+    except RecursionError:
+        raise ConfigError(f"{path}{where}: invalid YAML: nested too deeply") from None
     raw = {} if raw is None else raw
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: a config file must be a mapping of settings, not {_type_name(raw)}")
@@ -386,8 +392,8 @@ def _build_config(tree: Mapping[str, Any], sources: Mapping[str, str], published
     config = _instantiate(Config, tree)
     problems = _consistency_problems(config) + (_published_weights_problems(config.model) if published_weights_check else [])
     if problems:
-        listed = "\n".join(f"  - {key}{_origin(key, sources)}: {message}" for key, message in problems)
-        raise ConfigError(f"inconsistent config settings:\n{listed}")
+        listed = "; ".join(f"{key}{_origin(key, sources)}: {message}" for key, message in problems)
+        raise ConfigError(listed if len(problems) == 1 else f"{len(problems)} inconsistent config settings: {listed}")
     own = input_normalization(config.model.backbone)
     config.model.pixel_mean = config.model.pixel_mean or list(own.pixel_mean)
     config.model.pixel_std = config.model.pixel_std or list(own.pixel_std)

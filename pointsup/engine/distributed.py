@@ -22,6 +22,10 @@ from pointsup.engine.config import DEVICE_PATTERN
 BACKEND_ENV = "POINTSUP_DIST_BACKEND"
 
 
+class DeviceError(ValueError):
+    """The device asked for does not exist on this machine (or the name is not a device)."""
+
+
 class LaunchError(RuntimeError):
     """A process started by :func:`launch` failed; the message names its rank."""
 
@@ -82,16 +86,21 @@ def launched_rank() -> int:
 def resolve_device(preference: str, local_rank: int | None = None) -> torch.device:
     """The device a preference names; with several processes, "cuda" means ``cuda:local_rank``."""
     if not re.fullmatch(DEVICE_PATTERN, preference):
-        raise ValueError(f"device must be auto, cpu, cuda, cuda:N or mps, not {preference!r}")
+        raise DeviceError(f"device must be auto, cpu, cuda, cuda:N or mps, not {preference!r}")
     if preference == "auto":
         preference = "cuda" if torch.cuda.is_available() else "cpu"
+    if preference == "mps" and not (torch.backends.mps.is_available()):
+        raise DeviceError("device 'mps' was asked for, but this machine has no Apple GPU")
     if preference.startswith("cuda"):
         if not torch.cuda.is_available():
-            raise RuntimeError(f"device {preference!r} was asked for, but CUDA is not available")
+            raise DeviceError(f"device {preference!r} was asked for, but CUDA is not available on this machine "
+                              "(use device cpu, or auto to take a GPU when there is one)")
         if local_rank is not None:
             if local_rank >= torch.cuda.device_count():
-                raise RuntimeError(f"local rank {local_rank} has no GPU: only {torch.cuda.device_count()} visible")
+                raise DeviceError(f"local rank {local_rank} has no GPU: only {torch.cuda.device_count()} visible")
             return torch.device("cuda", local_rank)
+        if ":" in preference and int(preference.split(":")[1]) >= torch.cuda.device_count():
+            raise DeviceError(f"device {preference!r} was asked for, but only {torch.cuda.device_count()} GPUs are visible")
         return torch.device(preference if ":" in preference else f"cuda:{torch.cuda.current_device()}")
     return torch.device(preference)
 

@@ -18,7 +18,7 @@ from typing import IO, TYPE_CHECKING, Mapping
 
 import msgspec
 
-from pointsup.utils.atomic import encode_json, write_bytes_atomic
+from pointsup.utils.atomic import encode_json, output_write_error, write_bytes_atomic
 
 if TYPE_CHECKING:
     from torch.utils.tensorboard import SummaryWriter
@@ -47,9 +47,12 @@ class MetricsWriter:
             return
         values = {key: float(value) for key, value in scalars.items()}
         record = {"iteration": int(iteration), **{k: v if math.isfinite(v) else None for k, v in values.items()}}
-        handle = self._open()
-        handle.write(encode_json(record).decode() + "\n")
-        handle.flush()
+        try:
+            handle = self._open()
+            handle.write(encode_json(record).decode() + "\n")
+            handle.flush()
+        except OSError as exc:
+            raise output_write_error(self.path, exc) from None
         if self.tensorboard:
             summary_writer = self._open_summary_writer()
             for key, value in values.items():

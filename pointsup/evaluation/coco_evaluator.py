@@ -39,6 +39,23 @@ RESULTS_FILE = "coco_instances_results.json"
 METRICS_FILE = "metrics.json"
 
 
+class GroundTruthError(ValueError):
+    """A ground-truth file that cannot serve the evaluation asked for (no masks for mask AP)."""
+
+
+def check_has_masks(data: dict[str, Any], path: str | os.PathLike[str]) -> None:
+    """Raise :class:`GroundTruthError` unless every annotation of ``data`` (read from ``path``)
+    has a segmentation, which mask AP needs."""
+    annotations = data.get("annotations", [])
+    missing = [ann.get("id") for ann in annotations if isinstance(ann, dict) and not ann.get("segmentation")]
+    if missing:
+        raise GroundTruthError(
+            f"{path}: mask AP needs the true masks, but {len(missing)} of {len(annotations)} annotations have no "
+            f"segmentation (first: annotation id {missing[0]}); give the validation file with masks "
+            f"(from Python, COCOEvaluator(..., tasks=('bbox',)) evaluates boxes only)"
+        )
+
+
 def load_ground_truth(path: str | os.PathLike[str], needs_masks: bool) -> COCO:
     """A pycocotools ``COCO`` of ``path`` built without printing.
 
@@ -46,18 +63,12 @@ def load_ground_truth(path: str | os.PathLike[str], needs_masks: bool) -> COCO:
 
     Raises:
         PointFormatError: the file is missing or not a COCO JSON object.
-        ValueError: ``needs_masks`` and some annotation has no segmentation.
+        GroundTruthError: ``needs_masks`` and some annotation has no segmentation.
     """
     data = read_coco_json(path)
     annotations = data.setdefault("annotations", [])
     if needs_masks:
-        missing = [ann.get("id") for ann in annotations if not ann.get("segmentation")]
-        if missing:
-            raise ValueError(
-                f"{path}: evaluation needs masks for the 'segm' task, but {len(missing)} of {len(annotations)} "
-                f"annotations have no segmentation (first: annotation id {missing[0]}); evaluate boxes only "
-                f"(tasks=('bbox',)) or use the annotation file with masks"
-            )
+        check_has_masks(data, path)
     images = {img["id"]: img for img in data.get("images", [])}
     for ann in annotations:
         if "area" not in ann:

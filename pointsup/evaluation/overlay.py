@@ -9,7 +9,6 @@ box's pixel window only. Only Pillow and NumPy draw.
 
 from __future__ import annotations
 
-import io
 import os
 from pathlib import Path
 from typing import Mapping, Sequence
@@ -19,9 +18,9 @@ import torch
 from PIL import Image, ImageDraw, ImageFont
 from torch import Tensor
 
+from pointsup.data.image_io import write_image
 from pointsup.modeling.postprocess import mask_windows
 from pointsup.structures import Detections
-from pointsup.utils.atomic import write_bytes_atomic
 from pointsup.visualize import PALETTE
 
 MASK_ALPHA = 0.5
@@ -112,8 +111,7 @@ def save_overlay(
     category_names: Sequence[str] | Mapping[int, str],
     score_threshold: float = 0.5,
 ) -> Path:
-    """Write :func:`draw_detections` as a PNG at ``path`` (atomically) and return the path."""
-    buffer = io.BytesIO()
-    draw_detections(image, detections, category_names, score_threshold).save(buffer, format="PNG")
-    write_bytes_atomic(path, buffer.getvalue())
+    """Write :func:`draw_detections` at ``path`` (atomically, in the format its suffix names:
+    PNG, JPEG...) and return the path."""
+    write_image(path, draw_detections(image, detections, category_names, score_threshold))
     return Path(path)

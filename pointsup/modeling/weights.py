@@ -22,6 +22,10 @@ from torch import Tensor, nn
 
 log = logging.getLogger(__name__)
 
+
+class WeightsError(ValueError):
+    """A weights file that cannot be read, or does not fit the model (``model.weights``)."""
+
 #: torchvision's COCO Mask R-CNN predicts 91 "category id" slots (0 = background).
 TORCHVISION_COCO_SLOTS = 91
 CLASS_SPECIFIC_KEYS = ("roi_heads.box_predictor.cls_score", "roi_heads.box_predictor.bbox_pred",
@@ -77,12 +81,13 @@ def _read_state(source: str) -> dict[str, Tensor]:
         raise FileNotFoundError(f"weights file not found: {path}")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # a truncated or foreign file
-        raise ValueError(f"{path}: cannot read weights ({error})") from None
+    except Exception as error:  # noqa: BLE001 - a truncated or foreign file makes the unpickler raise anything
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise WeightsError(f"{path}: cannot read weights ({reason})") from None
     if isinstance(state, dict) and isinstance(state.get("model"), dict):
         return state["model"]
     if not isinstance(state, dict):
-        raise ValueError(f"{path}: expected a state dict or a pointsup checkpoint")
+        raise WeightsError(f"{path}: expected a state dict or a pointsup checkpoint")
     return state
 
 
@@ -90,7 +95,8 @@ def load_model_weights(model: nn.Module, source: str, category_ids: Sequence[int
     """Load ``source`` ("coco", a torchvision state dict file, or a pointsup checkpoint).
 
     Raises:
-        ValueError: the file does not fit this model (lists the mismatching parameters).
+        WeightsError: the file cannot be read or does not fit this model (names the first
+            mismatching parameter and counts them).
     """
     state = _read_state(source)
     own = model.state_dict()
@@ -105,9 +111,9 @@ def load_model_weights(model: nn.Module, source: str, category_ids: Sequence[int
     mismatched = [f"{k}: file {tuple(v.shape)} vs model {tuple(own[k].shape)}" for k, v in state.items()
                   if k in own and own[k].shape != v.shape]
     if mismatched:
-        raise ValueError(f"{source}: weights do not fit the model:\n  " + "\n  ".join(mismatched[:20]))
+        raise WeightsError(f"{source}: {len(mismatched)} weights do not fit the model (e.g. {mismatched[0]})")
     missing, unexpected = model.load_state_dict(state, strict=False)
     if unexpected:
-        raise ValueError(f"{source}: parameters the model does not have: {unexpected[:10]}")
+        raise WeightsError(f"{source}: {len(unexpected)} parameters the model does not have (e.g. {unexpected[0]!r})")
     if missing:
         log.info("%s: %d parameters keep their initialisation (e.g. %s)", source, len(missing), missing[:3])

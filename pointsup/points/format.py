@@ -53,6 +53,13 @@ class PointFormatError(ValueError):
         noun = "problem" if len(problems) == 1 else "problems"
         super().__init__(f"{source}: {len(problems)} {noun}:\n{listed}{tail}")
 
+    def one_line(self) -> str:
+        """The file and its first problem on one line, with how many others there are (what
+        the command line shows)."""
+        others = len(self.problems) - 1
+        more = f" (and {others} more problem{'s' if others > 1 else ''})" if others > 0 else ""
+        return f"{self.source}: {self.problems[0] if self.problems else 'invalid'}{more}"
+
 
 @dataclass(frozen=True)
 class ImageRecord:
@@ -190,6 +197,8 @@ def read_coco_json(path: str | os.PathLike[str]) -> dict[str, Any]:
         data = msgspec.json.decode(payload)
     except msgspec.DecodeError as exc:
         raise PointFormatError(source, [f"invalid JSON {_locate_decode_error(payload, str(exc))}"]) from None
+    except RecursionError:
+        raise PointFormatError(source, ["JSON nested too deeply (a COCO file needs a few levels)"]) from None
     if not isinstance(data, dict):
         raise PointFormatError(source, [f"the top level must be a JSON object, got {type(data).__name__}"])
     return data
@@ -212,6 +221,19 @@ def _locate_decode_error(payload: bytes, message: str) -> str:
 
 def _is_integer(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
+
+
+#: ids must fit a signed 64-bit integer (NumPy, PyTorch and pycocotools store them so)
+ID_LIMIT = 2**63
+
+
+def _is_id(value: Any) -> bool:
+    return type(value) is int and -ID_LIMIT <= value < ID_LIMIT
+
+
+def _id_problem(value: Any) -> str:
+    """Why ``value`` is not an id."""
+    return "beyond 64 bits" if type(value) is int else "not an integer"
 
 
 def _is_integral_number(value: Any) -> bool:
@@ -250,8 +272,8 @@ def _validate_images(images: Any, problems: list[str]) -> dict[int, ImageRecord]
             problems.append(f"{name} (id {image.get('id')!r}): missing {', '.join(missing)}")
             continue
         image_id, height, width = image["id"], image["height"], image["width"]
-        if not _is_integer(image_id):
-            problems.append(f"{name}: id must be an integer, got {image_id!r}")
+        if not _is_id(image_id):
+            problems.append(f"{name}: id must be a 64-bit integer, got {image_id!r} ({_id_problem(image_id)})")
             continue
         if not (_is_integer(height) and _is_integer(width) and height > 0 and width > 0):
             problems.append(f"image id {image_id}: height and width must be positive integers, got {height!r} x {width!r}")
@@ -274,8 +296,8 @@ def _validate_categories(categories: Any, problems: list[str]) -> list[Category]
         return result
     seen: set[int] = set()
     for index, category in enumerate(categories):
-        if not isinstance(category, dict) or not _is_integer(category.get("id")):
-            problems.append(f"category #{index}: must be an object with an integer id")
+        if not isinstance(category, dict) or not _is_id(category.get("id")):
+            problems.append(f"category #{index}: must be an object with a 64-bit integer id")
             continue
         name = category.get("name", str(category["id"]))
         if category["id"] in seen:
@@ -400,8 +422,10 @@ def _check_coco(data: dict[str, Any], source: str, require_points: bool) -> _Che
             missing = [k for k in required if k not in ann]
             problems.append(f"{_annotation_name(ann, index)}: missing {', '.join(missing)}")
             continue
-        if not (type(ann["id"]) is int and type(ann["image_id"]) is int and type(ann["category_id"]) is int):
-            problems.append(f"{_annotation_name(ann, index)}: id, image_id and category_id must be integers")
+        if not (_is_id(ann["id"]) and _is_id(ann["image_id"]) and _is_id(ann["category_id"])):
+            wrong = ", ".join(f"{key} {ann[key]!r} is {_id_problem(ann[key])}" for key in ("id", "image_id", "category_id")
+                              if not _is_id(ann[key]))
+            problems.append(f"{_annotation_name(ann, index)}: id, image_id and category_id must be 64-bit integers ({wrong})")
             continue
         if ann["id"] in seen_ids:
             problems.append(f"{_annotation_name(ann, index)}: duplicate annotation id")

@@ -108,14 +108,22 @@ def test_count_instances_skips_crowd(tmp_path: Path) -> None:
     annotations = [{"id": k, "image_id": 1 + k % 3, "category_id": 1, "bbox": [0, 0, 2, 2], "iscrowd": int(k in (2, 5))}
                    for k in range(7)]
     annotations.append({"id": 7, "image_id": 2, "category_id": 1, "bbox": [0, 0, 2, 2]})  # iscrowd absent: not crowd
-    path = _write(tmp_path / "train.json", {"images": images, "annotations": annotations, "categories": []})
+    path = _write(tmp_path / "train.json", {"images": images, "annotations": annotations, "categories": [{"id": 1, "name": "thing"}]})
     assert count_instances(path) == (3, 6)
 
 
+_ONE_IMAGE = [{"id": 1, "file_name": "a.png", "width": 10, "height": 10}]
+_THING = [{"id": 1, "name": "thing"}]
+
+
 @pytest.mark.parametrize("data, problem", [
-    ({"images": []}, "'annotations' must be a list"),
-    ({"images": {}, "annotations": []}, "'images' must be a list"),
-    ({"images": [], "annotations": [3]}, "annotation #0 must be an object"),
+    ({"images": [], "categories": []}, "missing top-level field 'annotations'"),
+    ({"images": {}, "annotations": [], "categories": []}, "'images' must be a list"),
+    ({"images": [], "annotations": [3], "categories": []}, "annotation #0 \\(no id\\): must be an object"),
+    ({"images": _ONE_IMAGE, "categories": _THING,
+      "annotations": [{"id": 2**70, "image_id": 1, "category_id": 1, "bbox": [0, 0, 2, 2]}]}, "beyond 64 bits"),
+    ({"images": _ONE_IMAGE, "categories": _THING,
+      "annotations": [{"id": 1, "image_id": 1, "category_id": 1, "bbox": [0, 0, 2, 2], "iscrowd": "no"}]}, "iscrowd"),
     ([1, 2], "top level"),
 ])
 def test_count_instances_errors_name_the_file(tmp_path: Path, data: object, problem: str) -> None:

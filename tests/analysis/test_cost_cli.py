@@ -70,7 +70,7 @@ def test_counts_from_a_dataset_file(tmp_path: Path, capsys: pytest.CaptureFixtur
     images = [{"id": i, "file_name": f"{i}.png", "width": 8, "height": 8} for i in range(4)]
     annotations = [{"id": k, "image_id": k % 4, "category_id": 1, "bbox": [0, 0, 1, 1], "iscrowd": int(k == 3)} for k in range(9)]
     path = tmp_path / "train.json"
-    path.write_text(json.dumps({"images": images, "annotations": annotations, "categories": []}))
+    path.write_text(json.dumps({"images": images, "annotations": annotations, "categories": [{"id": 1, "name": "thing"}]}))
     report = json.loads(output_of([str(path), "--json"], capsys))
     assert (report["images"], report["instances"]) == count_instances(path) == (4, 8)
 

@@ -16,7 +16,16 @@ import pytest
 from PIL import Image
 
 from pointsup.data.dataset import InstanceDataset, read_image
-from pointsup.data.image_io import EXIF_ORIENTATION, ImageReadError, ImageSizeError, open_rgb_image, to_rgb8
+from pointsup.data.image_io import (
+    EXIF_ORIENTATION,
+    ImageReadError,
+    ImageSizeError,
+    check_image_header,
+    image_format_for,
+    open_rgb_image,
+    to_rgb8,
+    write_image,
+)
 from pointsup.points.format import ImageRecord
 from pointsup.visualize import load_image
 
@@ -165,3 +174,50 @@ def test_show_reads_the_same_pixels_as_training(tmp_path: Path) -> None:
         shown = np.asarray(load_image(tmp_path / name, record, max_side=None))
         assert np.array_equal(shown, rgb_of(tmp_path / name, expected_size=size)), name
     assert np.array_equal(np.asarray(open_rgb_image(tmp_path / "values.png")), rgb_of(tmp_path / "values.png"))
+
+
+def bomb_png(width: int = 100_000, height: int = 100_000) -> bytes:
+    """A PNG whose header claims ``width x height`` pixels (10 gigapixels by default) over a
+    few bytes of data: the shape of a decompression bomb."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\x00" * 64)) + chunk(b"IEND", b"")
+
+
+def test_decompression_bombs_are_refused_by_name(tmp_path: Path) -> None:
+    path = tmp_path / "bomb.png"
+    path.write_bytes(bomb_png())
+    for read in (lambda: open_rgb_image(path, image_id=7), lambda: check_image_header(path, image_id=7)):
+        with pytest.raises(ImageReadError, match=r"bomb.png \(image id 7\): refused as a possible decompression bomb"):
+            read()
+
+
+def test_header_check_finds_what_decoding_would(tmp_path: Path) -> None:
+    good = tmp_path / "good.png"
+    Image.new("RGB", (20, 10)).save(good)
+    check_image_header(good, expected_size=(20, 10))
+    with pytest.raises(ImageSizeError, match="is 20x10"):
+        check_image_header(good, expected_size=(10, 20), source="train.json")
+    corrupt = tmp_path / "corrupt.png"
+    corrupt.write_bytes(b"\x89PNG\r\n\x1a\n not really")
+    with pytest.raises(ImageReadError, match="corrupt.png: not a readable image"):
+        check_image_header(corrupt)
+    with pytest.raises(ImageReadError, match="missing.png: file not found"):
+        check_image_header(tmp_path / "missing.png")
+
+
+@pytest.mark.parametrize("suffix, magic", [(".png", b"\x89PNG"), (".jpg", b"\xff\xd8\xff"), (".JPEG", b"\xff\xd8\xff"),
+                                           (".webp", b"RIFF")])
+def test_written_pictures_are_in_the_format_their_name_says(tmp_path: Path, suffix: str, magic: bytes) -> None:
+    path = tmp_path / f"picture{suffix}"
+    write_image(path, Image.new("RGBA", (8, 8), (200, 10, 10, 128)))
+    assert path.read_bytes().startswith(magic)
+    with Image.open(path) as image:
+        assert image.size == (8, 8)
+
+
+def test_an_unknown_picture_suffix_is_named() -> None:
+    with pytest.raises(ValueError, match=r"out.xyz: cannot tell the image format from '.xyz'; use one of .png"):
+        image_format_for("out.xyz")

@@ -63,6 +63,16 @@ def test_layout_and_counts(dataset: SyntheticDataset, tmp_path: Path) -> None:
         assert doc["licenses"] == [] and {"description", "version"} <= set(doc["info"])
 
 
+def test_written_files_are_readable_by_others_as_open_would_make_them(dataset: SyntheticDataset) -> None:
+    import os
+
+    umask = os.umask(0o022)
+    os.umask(umask)
+    expected = 0o666 & ~umask
+    for path in [dataset.train_json, dataset.val_json, *sorted(dataset.image_dir.iterdir())[:3]]:
+        assert path.stat().st_mode & 0o777 == expected, path
+
+
 def test_coco_annotations_are_consistent(dataset: SyntheticDataset) -> None:
     seen_categories: set[int] = set()
     for path in (dataset.train_json, dataset.val_json):

@@ -177,9 +177,8 @@ def test_shape_mismatches_are_listed_or_skipped(tmp_path: Path, caplog: pytest.L
     with pytest.raises(CheckpointError) as info:
         load(path, other)
     message = str(info.value)
-    assert "head.weight: model (5, 8), checkpoint (3, 8)" in message
-    assert "head.bias: model (5,), checkpoint (3,)" in message
-    assert "conv.weight" not in message and str(path) in message
+    assert "2 of a different shape (e.g. head.weight (model (5, 8), file (3, 8)))" in message
+    assert "conv.weight" not in message and str(path) in message and "\n" not in message
 
     conv_before = other.conv.weight.detach().clone()
     head_before = other.head.weight.detach().clone()
@@ -196,8 +195,9 @@ def test_missing_and_unexpected_keys_are_listed(tmp_path: Path) -> None:
     state["extra_layer.weight"] = torch.zeros(2)
     del state["bn.running_mean"]
     torch.save(state, path)  # a bare state dict
-    with pytest.raises(CheckpointError, match=r"(?s)missing keys \(1\):\s+bn.running_mean.*unexpected keys \(1\):\s+extra_layer.weight"):
+    with pytest.raises(CheckpointError, match=r"1 missing \(e.g. bn.running_mean\); 1 not in the model \(e.g. extra_layer.weight\)") as error:
         load(path, SmallNet())
+    assert "\n" not in str(error.value)
     assert load(path, SmallNet(), strict=False) == {}
 
 
@@ -276,3 +276,47 @@ def test_a_writer_killed_mid_write_never_replaces_the_good_checkpoint(tmp_path: 
     assert caught_mid_write, "the writer was never killed during a write"
     Checkpointer(tmp_path)
     assert not any(name.endswith(".tmp") for name in os.listdir(tmp_path))
+
+
+def test_non_finite_weights_are_reported(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    path = tmp_path / "diverged.pth"
+    state = SmallNet().state_dict()
+    state["conv.weight"][0, 0, 0, 0] = float("nan")
+    torch.save(state, path)
+    with caplog.at_level(logging.WARNING, logger="pointsup.engine.checkpoint"):
+        load(path, SmallNet())
+    assert "NaN or infinite" in caplog.text and "conv.weight" in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="pointsup.engine.checkpoint"):
+        load(Checkpointer(tmp_path / "fine").save(1, SmallNet()), SmallNet())
+    assert "NaN" not in caplog.text
+
+
+_FAILING_SAVE = """
+import resource, signal, sys
+import torch
+from torch import nn
+from pointsup.engine.checkpoint import Checkpointer, CheckpointError
+checkpointer = Checkpointer(sys.argv[1])
+checkpointer.save(1, nn.Linear(4, 4))                     # a small checkpoint: fits
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)             # writes past the limit fail with EFBIG
+resource.setrlimit(resource.RLIMIT_FSIZE, (200_000, 200_000))
+try:
+    checkpointer.save(2, nn.Linear(1000, 1000))           # 4 MB: cannot be written
+except CheckpointError as exc:
+    print(exc)
+"""
+
+
+def test_a_checkpoint_that_cannot_be_written_leaves_the_previous_one(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    result = subprocess.run([sys.executable, "-c", _FAILING_SAVE, str(tmp_path)], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    message = result.stdout.strip()
+    assert message.startswith(f"cannot write {tmp_path / 'model_0000002.pth'}: the file size limit is reached")
+    assert "model_0000001.pth is intact" in message
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["last_checkpoint", "model_0000001.pth"]  # no temporary left
+    assert latest(tmp_path) == tmp_path / "model_0000001.pth"
+    load(tmp_path / "model_0000001.pth", nn.Linear(4, 4))

@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from pointsup.engine.distributed import (
+    DeviceError,
     LaunchError,
     all_gather_object,
     barrier,
@@ -99,7 +100,7 @@ def test_bad_device_requests() -> None:
     with pytest.raises(ValueError, match="device must be"):
         init_distributed("gpu")
     if not torch.cuda.is_available():
-        with pytest.raises(RuntimeError, match="CUDA is not available"):
+        with pytest.raises(DeviceError, match="CUDA is not available"):
             init_distributed("cuda")
     with pytest.raises(ValueError, match="at least 1"):
         launch(print, num_processes=0)

@@ -186,6 +186,24 @@ def test_missing_image_is_named(data, tmp_path, capsys):
     assert "does_not_exist.png" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("split", ["train", "val"])
+def test_a_corrupt_image_stops_training_before_the_first_iteration(data, tmp_path, capsys, split):
+    images = tmp_path / "images"
+    images.mkdir()
+    for source in Path(data["images"]).iterdir():
+        (images / source.name).symlink_to(source)
+    coco = read_coco_json(data["train_json"] if split == "train" else data["val_json"])
+    victim = coco["images"][-1]["file_name"]
+    (images / victim).unlink()
+    (images / victim).write_bytes(b"not an image at all")
+    status = cli_main(["train", str(CPU_CONFIG), *overrides(data, "solver.max_iter=2", f"data.train_images={images}",
+                                                            f"data.val_images={images}"), "--output", str(tmp_path / "run")])
+    assert status == 2
+    err = capsys.readouterr().err
+    assert victim in err and "not a readable image" in err and "Traceback" not in err
+    assert not (tmp_path / "run" / "metrics.jsonl").exists()  # stopped before any iteration
+
+
 def test_a_pretrained_lite0_model_predicts_where_its_weights_package_is_absent(data, tmp_path, monkeypatch):
     """The checkpoint holds every weight: predicting must not need the ImageNet weights package."""
     import dataclasses
