@@ -8,7 +8,7 @@ TEST_STAMP := $(VENV)/.installed-test-stamp
 DEMO_DIR ?= demo_output
 PYTEST_ARGS ?=
 
-.PHONY: demo test install bench clean
+.PHONY: demo test lint install bench clean
 
 $(BIN)/python:
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "$(PYTHON) not found; set PYTHON=/path/to/python3.11"; exit 1; }
@@ -30,7 +30,13 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/pointsup demo --output $(DEMO_DIR)
 
-test: $(TEST_STAMP)
+# style and types of the package (configured in pyproject.toml); `ruff format pointsup` fixes the style
+lint: $(TEST_STAMP)
+	$(BIN)/ruff check pointsup
+	$(BIN)/ruff format --check pointsup
+	$(BIN)/mypy pointsup
+
+test: lint
 	@bash scripts/install_browser.sh
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 

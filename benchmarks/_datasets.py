@@ -31,13 +31,14 @@ from pointsup.data.split import split_by_image_id
 from pointsup.data.synthetic import generate_synthetic_dataset
 from pointsup.engine import solver
 from pointsup.engine.config import ConfigError, load_config
+from pointsup.engine.shipped_configs import CONFIGS_DIR
 from pointsup.points.format import PointFormatError, read_coco_json
 from pointsup.points.simulate import SimulationConfig, simulate
 from pointsup.utils.atomic import write_json_atomic
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATASETS = Path(os.environ.get("POINTSUP_SHARED", REPO_ROOT.parent / "shared")) / "datasets"
-CPU_CONFIGS = REPO_ROOT / "configs" / "cpu"
+CPU_CONFIGS = CONFIGS_DIR / "cpu"
 
 BUILTIN_DATASETS = ("synthetic", "balloon", "fruits_nuts")
 #: backbones of the built-in datasets' CPU recipes: pretrained EfficientNet-Lite0, ResNet-18 from scratch

@@ -7,40 +7,19 @@ PyTorch.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Sequence
+from typing import TYPE_CHECKING
+
+from pointsup import cli_types
+from pointsup.errors import CommandError, PointsupError
 
 if TYPE_CHECKING:
     from pointsup.engine.config import Config
 
-
-class CommandError(Exception):
-    """An error to show the user as one line, without a traceback (exit status 2)."""
-
-
-def _fraction(text: str) -> float:
-    value = float(text)
-    if not 0.0 <= value <= 1.0:
-        raise argparse.ArgumentTypeError(f"expected a fraction in [0, 1], got {text}")
-    return value
-
-
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text}")
-    return value
-
-
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text}") from None
-    if not (value > 0 and value < float("inf")):
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text}")
-    return value
+__all__ = ["CommandError", "build_parser", "main"]
 
 
 def version_output_path(output: Path, version: int, versions: int) -> Path:
@@ -62,7 +41,9 @@ def _run_simulate(args: argparse.Namespace) -> None:
 
     if args.oversample is not None or args.importance is not None:
         preset = BOUNDARY_BIAS_PRESETS[args.boundary_bias] or BoundaryBias(3, 0.75)
-        bias = BoundaryBias(args.oversample or preset.oversample, preset.importance if args.importance is None else args.importance)
+        bias: BoundaryBias | None = BoundaryBias(
+            args.oversample or preset.oversample, preset.importance if args.importance is None else args.importance
+        )
     else:
         bias = BOUNDARY_BIAS_PRESETS[args.boundary_bias]
     try:
@@ -84,7 +65,9 @@ def _run_simulate(args: argparse.Namespace) -> None:
     coco = read_coco_json(args.input)
     _refuse_simulation_beyond_memory(len(coco.get("annotations", [])), args.num_points)
     all_statistics = {}
-    for result in simulate_versions(coco, config, args.versions, str(args.input), show_progress=not args.quiet, consume_input=True):
+    for result in simulate_versions(
+        coco, config, args.versions, str(args.input), show_progress=not args.quiet, consume_input=True
+    ):
         path = version_output_path(args.output, result.version, args.versions)
         write_json_atomic(path, result.coco)
         all_statistics[str(path)] = result.statistics.to_dict()
@@ -102,15 +85,17 @@ def _refuse_simulation_beyond_memory(num_annotations: int, num_points: int) -> N
     needed = estimated_peak_bytes(num_annotations, num_points)
     available = available_memory_bytes()
     if available is not None and needed > available:
-        raise CommandError(f"--num-points {num_points} on {num_annotations} objects needs about {format_bytes(needed)} of memory, "
-                           f"{format_bytes(available)} is available: give fewer points")
+        raise CommandError(
+            f"--num-points {num_points} on {num_annotations} objects needs about {format_bytes(needed)} of memory, "
+            f"{format_bytes(available)} is available: give fewer points"
+        )
 
 
 def _run_stats(args: argparse.Namespace) -> None:
     import json
 
-    from pointsup.points.format import load_point_dataset
     from pointsup.points.agreement import dataset_statistics
+    from pointsup.points.format import load_point_dataset
 
     dataset = load_point_dataset(args.annotations)
     masks = load_point_dataset(args.masks, require_points=False) if args.masks else None
@@ -140,10 +125,11 @@ def _run_show(args: argparse.Namespace) -> None:
     from pointsup.visualize import show_annotations
 
     try:
-        path = show_annotations(args.annotations, args.images, args.output, image_ids=args.image_id, max_images=args.max_images,
-                                output_option="-o")
+        path = show_annotations(
+            args.annotations, args.images, args.output, image_ids=args.image_id, max_images=args.max_images, output_option="-o"
+        )
     except ValueError as exc:
-        raise CommandError(one_line_message(exc)) from None
+        raise CommandError(exc.one_line() if isinstance(exc, PointsupError) else str(exc)) from None
     print(f"wrote {path}")
 
 
@@ -171,8 +157,10 @@ def _prepare_train_output(args: argparse.Namespace, config: Config, output: Path
     if not markers or args.resume:
         return
     if not args.restart:
-        raise CommandError(f"{option} {output} already holds a training run ({', '.join(markers)}): give --resume to continue it, "
-                           "or --restart to move it aside and start over")
+        raise CommandError(
+            f"{option} {output} already holds a training run ({', '.join(markers)}): give --resume to continue it, "
+            "or --restart to move it aside and start over"
+        )
     print(f"moved the previous run in {output} to {move_run_aside(output)}")
 
 
@@ -198,8 +186,12 @@ def _run_eval(args: argparse.Namespace) -> None:
     config = _overrides_and_config(args)
     output = evaluation_output_dir(args.weights, args.output)
     for name in (RESULTS_FILE, METRICS_FILE):
-        refuse_output_over_input(output / name, [args.config, args.weights, config.data.val_json],
-                                 "--output" if args.output else "the default evaluation folder", folder=output)
+        refuse_output_over_input(
+            output / name,
+            [args.config, args.weights, config.data.val_json],
+            "--output" if args.output else "the default evaluation folder",
+            folder=output,
+        )
     results = evaluate_checkpoint(config, args.weights, args.output)
     if results:
         print(format_ap_table(results, title=f"{args.weights}"))
@@ -251,6 +243,22 @@ def _run_selftrain(args: argparse.Namespace) -> None:
     print(result.format())
 
 
+def _run_configs(args: argparse.Namespace) -> None:
+    from pointsup.engine.config import ConfigError, config_yaml, load_config
+    from pointsup.engine.shipped_configs import CONFIGS_DIR, shipped_config, shipped_configs
+
+    if args.name is None:
+        for name, config_path in shipped_configs().items():
+            print(f"{name:<48} {config_path.relative_to(CONFIGS_DIR).as_posix()}")
+        return
+    path = shipped_config(args.name)
+    if path is None:
+        raise ConfigError(f"no shipped config is called {args.name!r} (`pointsup configs` lists them)")
+    config = load_config(path, args.overrides)  # validated as training would read it
+    print(f"# {path}")
+    print(config_yaml(config), end="")
+
+
 def _run_recipe(args: argparse.Namespace) -> None:
     from pointsup.engine.recipe import DEFAULT_BUDGET_MINUTES, dataset_statistics, pixel_cost_model, propose_recipe
     from pointsup.engine.recipe_stats import missing_image_files
@@ -261,10 +269,15 @@ def _run_recipe(args: argparse.Namespace) -> None:
 
     if args.base is not None:  # the model is the base recipe's: flags may only agree with it
         from pointsup.engine.config import load_config
+        from pointsup.engine.shipped_configs import resolve_config_path
+
+        args.base = resolve_config_path(args.base)
 
         base_model = load_config(args.base).model
-        for flag, given, actual in (("--architecture", args.architecture, base_model.architecture),
-                                    ("--mask-head", args.mask_head, base_model.mask_head)):
+        for flag, given, actual in (
+            ("--architecture", args.architecture, base_model.architecture),
+            ("--mask-head", args.mask_head, base_model.mask_head),
+        ):
             if given is not None and given != actual:
                 raise CommandError(f"{flag} {given} contradicts --base {args.base}, whose model is {actual}")
         args.architecture, args.mask_head = base_model.architecture, base_model.mask_head
@@ -290,8 +303,14 @@ def _run_recipe(args: argparse.Namespace) -> None:
     if len(missing) == stats.num_images:
         raise CommandError(f"none of the {stats.num_images} images of {args.dataset} is under {args.images} (e.g. {missing[0]})")
     cost = pixel_cost_model(args.seconds_per_iteration) if args.seconds_per_iteration else None
-    recipe = propose_recipe(stats, args.budget_minutes or DEFAULT_BUDGET_MINUTES, architecture=args.architecture, mask_head=args.mask_head or "maskrcnn",
-                            backbone=args.backbone, seconds_per_iteration=cost)
+    recipe = propose_recipe(
+        stats,
+        args.budget_minutes or DEFAULT_BUDGET_MINUTES,
+        architecture=args.architecture,
+        mask_head=args.mask_head or "maskrcnn",
+        backbone=args.backbone,
+        seconds_per_iteration=cost,
+    )
     text = recipe_yaml(recipe, base, args.dataset, args.images, stats)
     load_recipe_text(text)  # the proposal must load as `pointsup train` will load it
     print(format_report(stats, recipe))
@@ -312,30 +331,51 @@ def build_parser() -> argparse.ArgumentParser:
 
     sim = commands.add_parser("simulate", help="add simulated P_N point annotations to a COCO file with masks")
     sim.add_argument("input", type=Path, help="COCO instances JSON with masks (polygons or RLE)")
-    sim.add_argument("-o", "--output", type=Path, required=True, help="output JSON ({version} is replaced; with several versions _vK is added)")
-    sim.add_argument("--num-points", type=_positive_int, default=10, help="points per instance (default 10)")
+    sim.add_argument(
+        "-o", "--output", type=Path, required=True, help="output JSON ({version} is replaced; with several versions _vK is added)"
+    )
+    sim.add_argument("--num-points", type=cli_types.positive_int, default=10, help="points per instance (default 10)")
     sim.add_argument("--seed", type=int, default=12345, help="random seed (default 12345, the reference's)")
-    sim.add_argument("--versions", type=_positive_int, default=1, help="write K versions with different draws")
+    sim.add_argument("--versions", type=cli_types.positive_int, default=1, help="write K versions with different draws")
     sim.add_argument("--keep-masks", action="store_true", help="keep the segmentation field in the output")
-    sim.add_argument("--compat", choices=["pointsup", "detectron2"], default="pointsup", help="'detectron2' reproduces the reference's files exactly")
-    sim.add_argument("--label-noise", type=_fraction, default=0.0, help="flip this fraction of all labels at random")
-    sim.add_argument("--boundary-noise", type=_fraction, default=0.0, help="flip this fraction of labels: the points closest to the mask boundary")
-    sim.add_argument("--boundary-bias", choices=["none", "mild", "heavy"], default="none", help="sample points biased toward the mask boundary")
-    sim.add_argument("--oversample", type=_positive_int, default=None, help="custom boundary bias: candidates per point")
-    sim.add_argument("--importance", type=_fraction, default=None, help="custom boundary bias: share of points taken near the boundary")
+    sim.add_argument(
+        "--compat",
+        choices=["pointsup", "detectron2"],
+        default="pointsup",
+        help="'detectron2' reproduces the reference's files exactly",
+    )
+    sim.add_argument("--label-noise", type=cli_types.fraction, default=0.0, help="flip this fraction of all labels at random")
+    sim.add_argument(
+        "--boundary-noise",
+        type=cli_types.fraction,
+        default=0.0,
+        help="flip this fraction of labels: the points closest to the mask boundary",
+    )
+    sim.add_argument(
+        "--boundary-bias", choices=["none", "mild", "heavy"], default="none", help="sample points biased toward the mask boundary"
+    )
+    sim.add_argument("--oversample", type=cli_types.positive_int, default=None, help="custom boundary bias: candidates per point")
+    sim.add_argument(
+        "--importance",
+        type=cli_types.fraction,
+        default=None,
+        help="custom boundary bias: share of points taken near the boundary",
+    )
     sim.add_argument("--stats-json", type=Path, default=None, help="also write the statistics as JSON")
     sim.add_argument("-q", "--quiet", action="store_true", help="no progress bar or report")
     sim.set_defaults(handler=_run_simulate)
 
     stats = commands.add_parser("stats", help="statistics of a point annotation file")
     stats.add_argument("annotations", type=Path, help="COCO JSON with point_coords/point_labels")
-    stats.add_argument("--masks", type=Path, default=None, help="COCO JSON with the true masks (same annotation ids), for agreement")
+    stats.add_argument(
+        "--masks", type=Path, default=None, help="COCO JSON with the true masks (same annotation ids), for agreement"
+    )
     stats.add_argument("--json", action="store_true", help="print JSON instead of a table")
     stats.set_defaults(handler=_run_stats)
 
     syn = commands.add_parser("synthetic", help="write a synthetic COCO instance segmentation dataset")
     syn.add_argument("output_dir", type=Path)
-    syn.add_argument("--images", type=_positive_int, default=64, help="number of images (default 64)")
+    syn.add_argument("--images", type=cli_types.positive_int, default=64, help="number of images (default 64)")
     syn.add_argument("--seed", type=int, default=0)
     syn.add_argument("--image-size", type=int, default=512, help="image side in pixels (default 512)")
     syn.add_argument("--val-fraction", type=float, default=0.25, help="share of images in the validation split")
@@ -345,27 +385,40 @@ def build_parser() -> argparse.ArgumentParser:
     show = commands.add_parser("show", help="draw boxes, masks and labelled points into a picture (PNG, JPEG...)")
     show.add_argument("annotations", type=Path)
     show.add_argument("--images", type=Path, required=True, help="folder the file_name entries are relative to")
-    show.add_argument("-o", "--output", type=Path, required=True, help="output picture; its suffix names the format (.png, .jpg, .webp...)")
-    show.add_argument("--image-id", type=int, action="append", default=None, help="image id to draw (repeatable; default: the first images)")
-    show.add_argument("--max-images", type=_positive_int, default=4, help="images in the grid when no --image-id is given")
+    show.add_argument(
+        "-o", "--output", type=Path, required=True, help="output picture; its suffix names the format (.png, .jpg, .webp...)"
+    )
+    show.add_argument(
+        "--image-id", type=int, action="append", default=None, help="image id to draw (repeatable; default: the first images)"
+    )
+    show.add_argument(
+        "--max-images", type=cli_types.positive_int, default=4, help="images in the grid when no --image-id is given"
+    )
     show.set_defaults(handler=_run_show)
 
     demo = commands.add_parser("demo", help="the end-to-end demo on synthetic data")
     demo.add_argument("--output", type=Path, default=Path("demo_output"))
-    demo.add_argument("--images", type=_positive_int, default=96, help="synthetic images (default 96)")
-    demo.add_argument("--iterations", type=_positive_int, default=None, help="training iterations (default: the CPU recipe's)")
+    demo.add_argument("--images", type=cli_types.positive_int, default=96, help="synthetic images (default 96)")
+    demo.add_argument(
+        "--iterations", type=cli_types.positive_int, default=None, help="training iterations (default: the CPU recipe's)"
+    )
     demo.add_argument("--seed", type=int, default=0)
     demo.set_defaults(handler=_run_demo)
 
     train = commands.add_parser("train", help="train a model (torchrun-compatible; --num-gpus N spawns N local processes)")
-    train.add_argument("config", type=Path, help="YAML config (see configs/)")
+    train.add_argument(
+        "config", type=Path, help="YAML config: a file, or a shipped config's name (`pointsup configs` lists them)"
+    )
     train.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="dotted config overrides, e.g. solver.base_lr=0.01")
     train.add_argument("--output", type=Path, default=None, help="output folder (default: the config's output_dir)")
     start = train.add_mutually_exclusive_group()
     start.add_argument("--resume", action="store_true", help="continue from the last checkpoint in the output folder")
-    start.add_argument("--restart", action="store_true",
-                       help="move a previous run in the output folder into OUTPUT/previous-<time>/ and start over")
-    train.add_argument("--num-gpus", type=_positive_int, default=1, help="local processes to launch (one per GPU)")
+    start.add_argument(
+        "--restart",
+        action="store_true",
+        help="move a previous run in the output folder into OUTPUT/previous-<time>/ and start over",
+    )
+    train.add_argument("--num-gpus", type=cli_types.positive_int, default=1, help="local processes to launch (one per GPU)")
     train.set_defaults(handler=_run_train)
 
     evaluate = commands.add_parser("eval", help="COCO box and mask AP of a checkpoint on the config's validation set")
@@ -379,46 +432,79 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("images", type=Path, nargs="+", help="image files")
     predict.add_argument("--weights", type=Path, required=True, help="checkpoint written by `pointsup train`")
     predict.add_argument("-o", "--output", type=Path, default=Path("predictions"), help="output folder")
-    predict.add_argument("--score-threshold", type=_fraction, default=0.5, help="drop detections below this score")
+    predict.add_argument("--score-threshold", type=cli_types.fraction, default=0.5, help="drop detections below this score")
     predict.add_argument("--config", type=Path, default=None, help="use this config instead of the checkpoint's")
     predict.add_argument("--device", default="auto")
     predict.set_defaults(handler=_run_predict)
 
-    pseudo = commands.add_parser("pseudo-label", help="pseudo masks for every training instance from a point-trained model and the GT boxes")
+    pseudo = commands.add_parser(
+        "pseudo-label", help="pseudo masks for every training instance from a point-trained model and the GT boxes"
+    )
     pseudo.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="overrides of --config (e.g. data.min_size_test=800)")
     pseudo.add_argument("--weights", type=Path, required=True, help="checkpoint of a point-supervised model")
     pseudo.add_argument("--dataset", type=Path, required=True, help="COCO JSON with the boxes (and points) to pseudo-label")
     pseudo.add_argument("-o", "--output", type=Path, required=True, help="COCO JSON to write, with a mask on every instance")
     pseudo.add_argument("--config", type=Path, default=None, help="config to use instead of the checkpoint's")
     pseudo.add_argument("--images", type=Path, default=None, help="image folder (default: the config's data.train_images)")
-    pseudo.add_argument("--reference", type=Path, default=None, help="COCO JSON with the true masks, to report the pseudo masks' IoU")
+    pseudo.add_argument(
+        "--reference", type=Path, default=None, help="COCO JSON with the true masks, to report the pseudo masks' IoU"
+    )
     pseudo.add_argument("--device", default="auto")
     pseudo.set_defaults(handler=_run_pseudo_label)
 
-    selftrain = commands.add_parser("selftrain", help="train on points, pseudo-label the training set, retrain on the pseudo masks")
+    selftrain = commands.add_parser(
+        "selftrain", help="train on points, pseudo-label the training set, retrain on the pseudo masks"
+    )
     selftrain.add_argument("config", type=Path, help="a point-supervised recipe")
     selftrain.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="overrides for both training stages")
     selftrain.add_argument("--output", type=Path, required=True, help="run folder (an interrupted run continues in it)")
-    selftrain.add_argument("--num-gpus", type=_positive_int, default=1, help="local processes per training stage")
-    selftrain.add_argument("--reference", type=Path, default=None, help="COCO JSON with the true training masks, to report the pseudo masks' IoU")
+    selftrain.add_argument("--num-gpus", type=cli_types.positive_int, default=1, help="local processes per training stage")
+    selftrain.add_argument(
+        "--reference", type=Path, default=None, help="COCO JSON with the true training masks, to report the pseudo masks' IoU"
+    )
     selftrain.add_argument("--device", default="auto", help="device for pseudo-labelling")
     selftrain.set_defaults(handler=_run_selftrain)
 
-    recipe = commands.add_parser("recipe", help="propose a CPU training recipe (input size, anchors, schedule) fitted to a COCO dataset")
+    recipe = commands.add_parser(
+        "recipe", help="propose a CPU training recipe (input size, anchors, schedule) fitted to a COCO dataset"
+    )
     recipe.add_argument("dataset", type=Path, help="COCO instances JSON to train on (points optional)")
     recipe.add_argument("--images", type=Path, required=True, help="folder the file_name entries are relative to")
-    recipe.add_argument("--budget-minutes", type=_positive_float, default=None,
-                        help="training time to fit the schedule into (default 30, pointsup.engine.recipe.DEFAULT_BUDGET_MINUTES)")
+    recipe.add_argument(
+        "--budget-minutes",
+        type=cli_types.positive_float,
+        default=None,
+        help="training time to fit the schedule into (default 30, pointsup.engine.recipe.DEFAULT_BUDGET_MINUTES)",
+    )
     recipe.add_argument("--architecture", choices=["mask_rcnn", "condinst"], default=None, help="default mask_rcnn, or --base's")
-    recipe.add_argument("--mask-head", choices=["maskrcnn", "pointrend", "implicit_pointrend"], default=None,
-                        help="Mask R-CNN's mask head (default maskrcnn)")
+    recipe.add_argument(
+        "--mask-head",
+        choices=["maskrcnn", "pointrend", "implicit_pointrend"],
+        default=None,
+        help="Mask R-CNN's mask head (default maskrcnn)",
+    )
     recipe.add_argument("--backbone", choices=["efficientnet_lite0"], default="efficientnet_lite0")
-    recipe.add_argument("--seconds-per-iteration", type=_positive_float, default=None,
-                        help="measured seconds per training iteration at batch 4 and 320x480 input (default: the built-in estimate)")
-    recipe.add_argument("--base", type=Path, default=None, help="recipe to inherit from (default: the shipped CPU recipe of the model)")
+    recipe.add_argument(
+        "--seconds-per-iteration",
+        type=cli_types.positive_float,
+        default=None,
+        help="measured seconds per training iteration at batch 4 and 320x480 input (default: the built-in estimate)",
+    )
+    recipe.add_argument(
+        "--base", type=Path, default=None, help="recipe to inherit from (default: the shipped CPU recipe of the model)"
+    )
     recipe.add_argument("-o", "--output", type=Path, default=None, help="YAML file to write (default: print it)")
     recipe.add_argument("--force", action="store_true", help="overwrite an existing --output file")
     recipe.set_defaults(handler=_run_recipe)
+
+    configs = commands.add_parser(
+        "configs", help="list the shipped configs, or print one resolved (with its bases and overrides)"
+    )
+    configs.add_argument(
+        "name", nargs="?", default=None, metavar="NAME", help="a shipped config's name, e.g. mask_rcnn_R_50_FPN_3x_points"
+    )
+    configs.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="dotted config overrides, as for train")
+    configs.set_defaults(handler=_run_configs)
 
     from pointsup.annotator.cli import add_annotate_parser
 
@@ -429,58 +515,22 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-#: Errors shown as one line without a traceback: (module, class name). A module that was never
-#: imported cannot have raised its error, so only loaded modules are consulted.
-_USER_ERRORS = (
-    ("pointsup.engine.config", "ConfigError"),
-    ("pointsup.engine.checkpoint", "CheckpointError"),
-    ("pointsup.engine.trainer", "TrainingDiverged"),
-    ("pointsup.engine.distributed", "LaunchError"),
-    ("pointsup.engine.distributed", "DeviceError"),
-    ("pointsup.data.dataset", "ImageReadError"),
-    ("pointsup.data.dataset", "ImageSizeError"),
-    ("pointsup.data.dataset", "AnnotationError"),
-    ("pointsup.engine.pseudo_label", "PseudoLabelError"),
-    ("pointsup.modeling.efficientnet_lite", "BackboneWeightsError"),
-    ("pointsup.modeling.weights", "WeightsError"),
-    ("pointsup.evaluation.coco_evaluator", "GroundTruthError"),
-    ("pointsup.utils.paths", "OutputOverInputError"),
-    ("pointsup.utils.atomic", "OutputWriteError"),
-)
-
-
-def _user_error_types() -> tuple[type[BaseException], ...]:
-    from pointsup.points.format import PointFormatError
-
-    types: list[type[BaseException]] = [CommandError, PointFormatError, FileNotFoundError]
-    for module_name, class_name in _USER_ERRORS:
-        module = sys.modules.get(module_name)
-        if module is not None and hasattr(module, class_name):
-            types.append(getattr(module, class_name))
-    return tuple(types)
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``pointsup`` console script. Returns the exit status."""
     args = build_parser().parse_args(argv)
     handler: Callable[[argparse.Namespace], None] = args.handler
     try:
         handler(args)
-    except _user_error_types() as exc:
-        print(f"pointsup {args.command}: error: {one_line_message(exc)}", file=sys.stderr)
+    except PointsupError as exc:
+        print(f"pointsup {args.command}: error: {exc.one_line()}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # the reader went away (`pointsup configs | head`): stop quietly
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except OSError as exc:  # what the system refused (permissions, a folder given as a file...): name the file
         print(f"pointsup {args.command}: error: {_describe_os_error(exc)}", file=sys.stderr)
         return 2
     return 0
-
-
-def one_line_message(exc: BaseException) -> str:
-    """``exc`` as the one line the command line shows: a file's first problem and how many
-    others (see ``PointFormatError.one_line``), else the message's first line."""
-    one_line = getattr(exc, "one_line", None)
-    text = one_line() if callable(one_line) else str(exc)
-    return text.strip().splitlines()[0] if text.strip() else type(exc).__name__
 
 
 def _describe_os_error(exc: OSError) -> str:

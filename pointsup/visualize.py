@@ -12,9 +12,9 @@ of :data:`GRID_COLUMNS` columns under a legend. Only Pillow is used (no matplotl
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from functools import lru_cache
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
@@ -46,8 +46,16 @@ CANVAS_COLOR = (40, 40, 40)
 TITLE_COLOR = (245, 245, 245)
 #: Category colours (a tab10-like palette without pure green or magenta), by category order.
 PALETTE = [
-    (31, 119, 180), (255, 127, 14), (214, 39, 40), (23, 190, 207), (148, 103, 189),
-    (255, 221, 0), (140, 86, 75), (227, 119, 194), (188, 189, 34), (127, 127, 127),
+    (31, 119, 180),
+    (255, 127, 14),
+    (214, 39, 40),
+    (23, 190, 207),
+    (148, 103, 189),
+    (255, 221, 0),
+    (140, 86, 75),
+    (227, 119, 194),
+    (188, 189, 34),
+    (127, 127, 127),
 ]
 
 
@@ -81,8 +89,7 @@ def _instance_mask(instance: PointInstance, height: int, width: int) -> np.ndarr
         mask = mask.max(axis=2)
     if mask.shape != (height, width):
         raise ValueError(
-            f"annotation id {instance.annotation_id}: mask is {mask.shape[1]}x{mask.shape[0]}, "
-            f"image is {width}x{height}"
+            f"annotation id {instance.annotation_id}: mask is {mask.shape[1]}x{mask.shape[0]}, image is {width}x{height}"
         )
     return mask
 
@@ -205,8 +212,10 @@ def load_image(path: Path, record: ImageRecord, max_side: int | None = MAX_TILE_
 
 
 def choose_image_ids(
-    images: dict[int, ImageRecord], by_image: dict[int, list[PointInstance]],
-    image_ids: Sequence[int] | None, max_images: int,
+    images: dict[int, ImageRecord],
+    by_image: dict[int, list[PointInstance]],
+    image_ids: Sequence[int] | None,
+    max_images: int,
 ) -> list[int]:
     """The requested ids (checked, duplicates dropped), else the first ``max_images`` annotated
     images in file order (the first images if none is annotated)."""
@@ -235,6 +244,7 @@ def _with_title(tile: Image.Image, title: str) -> Image.Image:
 def _draw_legend(canvas: Image.Image, categories: dict[int, str], colors: dict[int, tuple[int, int, int]]) -> None:
     draw = ImageDraw.Draw(canvas)
     font = _font(13)
+    x: float
     x, y = PADDING + MARKER_RADIUS + 2, PADDING + LEGEND_HEIGHT // 2
     entries = [(1, "object point (1)"), (0, "background point (0)")]
     for label, text in entries:
@@ -250,7 +260,7 @@ def _draw_legend(canvas: Image.Image, categories: dict[int, str], colors: dict[i
 def compose_grid(tiles: Sequence[Image.Image], columns: int = GRID_COLUMNS) -> Image.Image:
     """Tiles (already titled) in rows of ``columns`` below a :data:`LEGEND_HEIGHT` band."""
     columns = max(1, min(columns, len(tiles)))
-    rows = [tiles[i:i + columns] for i in range(0, len(tiles), columns)]
+    rows = [tiles[i : i + columns] for i in range(0, len(tiles), columns)]
     cell_w = max(t.width for t in tiles)
     row_heights = [max(t.height for t in row) for row in rows]
     width = columns * cell_w + (columns + 1) * PADDING

@@ -30,9 +30,10 @@ from pointsup.analysis.cost import (
     AnnotationCosts,
     canonical_form,
 )
+from pointsup.errors import PointsupError
 
 
-class CurvesFormatError(ValueError):
+class CurvesFormatError(PointsupError, ValueError):
     """A curves file that cannot be used; the message names the file and the bad entry."""
 
 
@@ -108,10 +109,14 @@ def _parse_run(entry: Any, where: str) -> BudgetRun:
     if fraction == 0.0:
         raise CurvesFormatError(f"{where}: fraction must be > 0 (AP at fraction 0 is 0 by definition)")
     bbox = entry.get("bbox_AP")
-    return BudgetRun(form, fraction, _count(entry["instances"], where, "instances"),
-                     _number(entry["annotation_hours"], 0.0, math.inf, where, "annotation_hours"),
-                     _number(entry["segm_AP"], 0.0, 100.0, where, "segm_AP"),
-                     None if bbox is None else _number(bbox, 0.0, 100.0, where, "bbox_AP"))
+    return BudgetRun(
+        form,
+        fraction,
+        _count(entry["instances"], where, "instances"),
+        _number(entry["annotation_hours"], 0.0, math.inf, where, "annotation_hours"),
+        _number(entry["segm_AP"], 0.0, 100.0, where, "segm_AP"),
+        None if bbox is None else _number(bbox, 0.0, 100.0, where, "bbox_AP"),
+    )
 
 
 def curves_from_dict(data: Any, source: str = "<memory>") -> BudgetCurves:
@@ -129,8 +134,13 @@ def curves_from_dict(data: Any, source: str = "<memory>") -> BudgetCurves:
     for index, entry in enumerate(runs):
         label = f"form {entry.get('form')!r}, fraction {entry.get('fraction')!r}" if isinstance(entry, dict) else "no form"
         parsed.append(_parse_run(entry, f"{source}: run #{index} ({label})"))
-    return BudgetCurves(str(data.get("dataset", "")), _count(data.get("images"), source, "images"),
-                        _count(data.get("instances"), source, "instances"), costs, tuple(parsed))
+    return BudgetCurves(
+        str(data.get("dataset", "")),
+        _count(data.get("images"), source, "images"),
+        _count(data.get("instances"), source, "instances"),
+        costs,
+        tuple(parsed),
+    )
 
 
 def load_curves(path: str | os.PathLike[str]) -> BudgetCurves:
@@ -144,7 +154,9 @@ def load_curves(path: str | os.PathLike[str]) -> BudgetCurves:
     return curves_from_dict(data, str(path))
 
 
-def fraction_for_target(fractions: Sequence[float] | np.ndarray, aps: Sequence[float] | np.ndarray, target_ap: float) -> float | None:
+def fraction_for_target(
+    fractions: Sequence[float] | np.ndarray, aps: Sequence[float] | np.ndarray, target_ap: float
+) -> float | None:
     """The smallest data fraction at which AP reaches ``target_ap``, or None if it never does.
 
     AP is taken as the running maximum of the measured points (K,) joined by straight lines,
@@ -169,8 +181,14 @@ def _fraction_of(curves: BudgetCurves, form: str, target_ap: float) -> float | N
     return fraction_for_target(*curves.ap_curve(form), target_ap)
 
 
-def time_to_target(curves: BudgetCurves, form: str, target_ap: float, spotting_s_values: np.ndarray,
-                   costs: AnnotationCosts | None = None, instances: int | None = None) -> np.ndarray:
+def time_to_target(
+    curves: BudgetCurves,
+    form: str,
+    target_ap: float,
+    spotting_s_values: np.ndarray,
+    costs: AnnotationCosts | None = None,
+    instances: int | None = None,
+) -> np.ndarray:
     """Hours (S,) to reach ``target_ap`` with ``form`` for each spotting time (S,) in seconds
     per instance; NaN where the form never reaches the target. ``costs`` and ``instances``
     (the dataset the fraction applies to) default to the curves file's."""
@@ -183,8 +201,13 @@ def time_to_target(curves: BudgetCurves, form: str, target_ap: float, spotting_s
     return fraction * total * (spotting + costs.form_seconds(form)) / SECONDS_PER_HOUR
 
 
-def crossover_spotting_time(curves: BudgetCurves, target_ap: float, spotting_range: tuple[float, float] = (0.0, 250.0),
-                            forms: tuple[str, str] = ("masks", "P10"), costs: AnnotationCosts | None = None) -> float | None:
+def crossover_spotting_time(
+    curves: BudgetCurves,
+    target_ap: float,
+    spotting_range: tuple[float, float] = (0.0, 250.0),
+    forms: tuple[str, str] = ("masks", "P10"),
+    costs: AnnotationCosts | None = None,
+) -> float | None:
     """The spotting time (s per instance) at which the two forms need equal hours to reach
     ``target_ap``; None when either never reaches it, the lines are parallel, or the crossing
     lies outside ``spotting_range``. (Independent of the instance count.)"""
@@ -217,9 +240,14 @@ def _png(figure: Any, path: str | os.PathLike[str] | None) -> bytes:
     return payload
 
 
-def plot_time_to_target(curves: BudgetCurves, target_ap: float, path: str | os.PathLike[str] | None = None,
-                        max_spotting_s: float = 250.0, costs: AnnotationCosts | None = None,
-                        instances: int | None = None) -> bytes:
+def plot_time_to_target(
+    curves: BudgetCurves,
+    target_ap: float,
+    path: str | os.PathLike[str] | None = None,
+    max_spotting_s: float = 250.0,
+    costs: AnnotationCosts | None = None,
+    instances: int | None = None,
+) -> bytes:
     """Figure 9: hours to reach ``target_ap`` (y) against spotting seconds per instance (x),
     one line per form, a dotted line at COCO's 43.2 s. Returns the PNG (also written to
     ``path`` atomically when given)."""

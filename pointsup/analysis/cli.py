@@ -12,9 +12,10 @@ import argparse
 import json
 import math
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
-from pointsup.cli import _positive_int
+from pointsup import cli_types
+from pointsup.errors import CommandError
 
 #: spotting + categorisation times (s per instance) listed in the time-to-target table: COCO's
 #: pipeline (43.2 s) and the range other pipelines report (2 to 237 s)
@@ -45,11 +46,16 @@ def _finite(text: str) -> float:
 def _counts(args: argparse.Namespace, curves: Any) -> tuple[int, int]:
     """(images, instances) from the one source of counts the user gave."""
     from pointsup.analysis.cost import PRESETS, count_instances
-    from pointsup.cli import CommandError
 
-    given = [name for name, present in (("DATASET.json", args.dataset is not None),
-                                        ("--images/--instances", args.images is not None or args.instances is not None),
-                                        ("--preset", args.preset is not None)) if present]
+    given = [
+        name
+        for name, present in (
+            ("DATASET.json", args.dataset is not None),
+            ("--images/--instances", args.images is not None or args.instances is not None),
+            ("--preset", args.preset is not None),
+        )
+        if present
+    ]
     if len(given) > 1:
         raise CommandError(f"give one source of counts, not {' and '.join(given)}")
     if (args.images is None) != (args.instances is None):
@@ -70,9 +76,16 @@ def _costs(args: argparse.Namespace, base: Any) -> Any:
     """``base`` with the costs given on the command line."""
     from dataclasses import replace
 
-    overrides = {field: value for field, value in (("spotting_s", args.spotting_seconds), ("box_s", args.box_seconds),
-                                                   ("point_s", args.point_seconds), ("polygon_s", args.polygon_seconds))
-                 if value is not None}
+    overrides = {
+        field: value
+        for field, value in (
+            ("spotting_s", args.spotting_seconds),
+            ("box_s", args.box_seconds),
+            ("point_s", args.point_seconds),
+            ("polygon_s", args.polygon_seconds),
+        )
+        if value is not None
+    }
     return replace(base, **overrides)
 
 
@@ -89,11 +102,21 @@ def _target_report(args: argparse.Namespace, curves: Any, costs: Any, instances:
     spotting = [s for s in SPOTTING_TABLE_S if s <= args.max_spotting_seconds]
     forms = curves.forms()
     report: dict[str, Any] = {
-        "target_ap": args.target_ap, "instances": instances, "spotting_s": spotting,
-        "fractions": {form: fraction_for_target(*curves.ap_curve(form), args.target_ap) for form in forms},
-        "hours": {form: [None if math.isnan(h) else float(h) for h in
-                         time_to_target(curves, form, args.target_ap, np.array(spotting), costs, instances)] for form in forms},
-        "crossover_spotting_s": None, "crossover": "needs masks and P10 runs",
+        "target_ap": args.target_ap,
+        "instances": instances,
+        "spotting_s": spotting,
+        "fractions": {
+            form: fraction_for_target(*cast("tuple[Any, Any]", curves.ap_curve(form)), args.target_ap) for form in forms
+        },
+        "hours": {
+            form: [
+                None if math.isnan(h) else float(h)
+                for h in time_to_target(curves, form, args.target_ap, np.array(spotting), costs, instances)
+            ]
+            for form in forms
+        },
+        "crossover_spotting_s": None,
+        "crossover": "needs masks and P10 runs",
     }
     if {"masks", "P10"} <= set(forms):
         fractions = report["fractions"]
@@ -110,9 +133,10 @@ def _target_report(args: argparse.Namespace, curves: Any, costs: Any, instances:
 def _format_target_report(report: dict[str, Any]) -> str:
     forms = list(report["hours"])
     needed = ", ".join(f"{form} {'never' if f is None else f'{f:.3f}'}" for form, f in report["fractions"].items())
-    title = f"hours to reach {report['target_ap']:g} mask AP on {report['instances']:,} instances (data fraction needed: {needed})"
-    lines = [title,
-             f"{'spotting s':>10} " + " ".join(f"{form + ' h':>12}" for form in forms)]
+    title = (
+        f"hours to reach {report['target_ap']:g} mask AP on {report['instances']:,} instances (data fraction needed: {needed})"
+    )
+    lines = [title, f"{'spotting s':>10} " + " ".join(f"{form + ' h':>12}" for form in forms)]
     for row, spotting in enumerate(report["spotting_s"]):
         cells = ["never" if report["hours"][form][row] is None else f"{report['hours'][form][row]:,.1f}" for form in forms]
         lines.append(f"{spotting:>10g} " + " ".join(f"{cell:>12}" for cell in cells))
@@ -132,7 +156,6 @@ def _run_cost(args: argparse.Namespace) -> None:
         format_cost_table,
         forms_to_list,
     )
-    from pointsup.cli import CommandError
     from pointsup.utils.paths import refuse_output_over_input
 
     if args.curves is None and (args.target_ap is not None or args.plot is not None):
@@ -150,6 +173,7 @@ def _run_cost(args: argparse.Namespace) -> None:
     rows = [annotation_time(form, instances, costs) for form in forms_to_list(args.points)]
     report = _target_report(args, curves, costs, instances) if curves is not None else None
     if args.plot is not None:
+        assert curves is not None  # --plot needs --curves (checked above)
         plot_time_to_target(curves, args.target_ap, args.plot, args.max_spotting_seconds, costs, instances)
     if args.json:
         output = {"images": images, "instances": instances, "costs": costs.to_dict(), "forms": [row.to_dict() for row in rows]}
@@ -170,22 +194,49 @@ def add_cost_parser(commands: argparse._SubParsersAction) -> None:
     from pointsup.analysis.cost import PRESETS
 
     cost = commands.add_parser("cost", help="annotation time of boxes, P_N points and masks (Table 7, Figure 9)")
-    cost.add_argument("dataset", type=Path, nargs="?", default=None, metavar="DATASET.json",
-                      help="COCO JSON to count images and non-crowd instances in")
-    cost.add_argument("--images", type=_positive_int, default=None, metavar="N", help="image count (with --instances)")
-    cost.add_argument("--instances", type=_positive_int, default=None, metavar="M", help="instance count (with --images)")
-    cost.add_argument("--preset", choices=sorted(PRESETS), default=None, help="published counts (coco2017-train: the paper's Table 7)")
-    cost.add_argument("--points", type=_positive_int, nargs="+", default=[10], metavar="N", help="P_N forms to list (default 10)")
-    cost.add_argument("--spotting-seconds", type=_seconds, default=None, metavar="S",
-                      help="spotting + categorisation per instance, paid by every form (default 43.2, COCO's pipeline)")
+    cost.add_argument(
+        "dataset",
+        type=Path,
+        nargs="?",
+        default=None,
+        metavar="DATASET.json",
+        help="COCO JSON to count images and non-crowd instances in",
+    )
+    cost.add_argument("--images", type=cli_types.positive_int, default=None, metavar="N", help="image count (with --instances)")
+    cost.add_argument(
+        "--instances", type=cli_types.positive_int, default=None, metavar="M", help="instance count (with --images)"
+    )
+    cost.add_argument(
+        "--preset", choices=sorted(PRESETS), default=None, help="published counts (coco2017-train: the paper's Table 7)"
+    )
+    cost.add_argument(
+        "--points", type=cli_types.positive_int, nargs="+", default=[10], metavar="N", help="P_N forms to list (default 10)"
+    )
+    cost.add_argument(
+        "--spotting-seconds",
+        type=_seconds,
+        default=None,
+        metavar="S",
+        help="spotting + categorisation per instance, paid by every form (default 43.2, COCO's pipeline)",
+    )
     cost.add_argument("--box-seconds", type=_seconds, default=None, metavar="S", help="per box (default 7.0, extreme clicking)")
     cost.add_argument("--point-seconds", type=_seconds, default=None, metavar="S", help="per point label (default 0.9)")
     cost.add_argument("--polygon-seconds", type=_seconds, default=None, metavar="S", help="per polygon mask (default 79.2)")
     cost.add_argument("--json", action="store_true", help="print JSON instead of tables")
-    cost.add_argument("--curves", type=Path, default=None, metavar="CURVES.json",
-                      help="AP-vs-data-fraction runs (benchmarks/budget.py); its costs are the defaults then")
+    cost.add_argument(
+        "--curves",
+        type=Path,
+        default=None,
+        metavar="CURVES.json",
+        help="AP-vs-data-fraction runs (benchmarks/budget.py); its costs are the defaults then",
+    )
     cost.add_argument("--target-ap", type=_finite, default=None, metavar="AP", help="mask AP to reach (with --curves)")
     cost.add_argument("--plot", type=Path, default=None, metavar="OUT.png", help="write the time-to-target plot (Figure 9)")
-    cost.add_argument("--max-spotting-seconds", type=_positive_seconds, default=250.0, metavar="S",
-                      help="right end of the spotting-time range (default 250)")
+    cost.add_argument(
+        "--max-spotting-seconds",
+        type=_positive_seconds,
+        default=250.0,
+        metavar="S",
+        help="right end of the spotting-time range (default 250)",
+    )
     cost.set_defaults(handler=_run_cost)

@@ -114,8 +114,13 @@ class FormCost:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "form": self.form, "instances": self.instances, "seconds_per_instance": self.seconds_per_instance,
-            "seconds": self.seconds, "hours": self.hours, "days": self.days, "whole_days": self.whole_days,
+            "form": self.form,
+            "instances": self.instances,
+            "seconds_per_instance": self.seconds_per_instance,
+            "seconds": self.seconds,
+            "hours": self.hours,
+            "days": self.days,
+            "whole_days": self.whole_days,
             "derivation": self.derivation,
         }
 
@@ -172,8 +177,10 @@ def format_cost_table(rows: Sequence[FormCost], images: int, instances: int) -> 
     for row in rows:
         masks_per_instance = row.costs.seconds_per_instance("masks")
         relative = f"{100 * row.seconds_per_instance / masks_per_instance:.0f} %" if masks_per_instance > 0 else "-"
-        lines.append(f"{row.form:<8} {row.seconds_per_instance:>10.1f} {row.hours:>14,.1f} {row.days:>12,.2f}"
-                     f" {row.whole_days:>11,} {relative:>9}")
+        lines.append(
+            f"{row.form:<8} {row.seconds_per_instance:>10.1f} {row.hours:>14,.1f} {row.days:>12,.2f}"
+            f" {row.whole_days:>11,} {relative:>9}"
+        )
     lines.append("")
     lines.extend(row.derivation for row in rows)
     return "\n".join(lines)

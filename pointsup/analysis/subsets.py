@@ -83,7 +83,9 @@ def budget_subset(coco: dict[str, Any], seconds_per_instance: float, budget_seco
     return _take(coco, visiting_order(coco, seed), seconds_per_instance, budget_seconds)
 
 
-def nested_subsets(coco: dict[str, Any], seconds_per_instance: float, budgets_seconds: Sequence[float], seed: int) -> list[Subset]:
+def nested_subsets(
+    coco: dict[str, Any], seconds_per_instance: float, budgets_seconds: Sequence[float], seed: int
+) -> list[Subset]:
     """:func:`budget_subset` for each budget (one visiting order for all): for budgets
     ``a <= b`` the subset for ``a`` is contained in the subset for ``b``."""
     order = visiting_order(coco, seed)

@@ -13,25 +13,12 @@ import re
 import secrets
 from pathlib import Path
 
+from pointsup import cli_types
 from pointsup.annotator.store import DEFAULT_CLAIM_TIMEOUT_S
-from pointsup.cli import _positive_float, _positive_int
+from pointsup.errors import CommandError, PointsupError
 
 #: a token must be safe in a URL and a cookie
 _TOKEN_PATTERN = re.compile(r"[A-Za-z0-9._~-]{8,200}")
-
-
-def _non_negative_int(text: str) -> int:
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {text}")
-    return value
-
-
-def _port(text: str) -> int:
-    value = int(text)
-    if not 0 <= value <= 65535:
-        raise argparse.ArgumentTypeError(f"expected a port number in 0..65535, got {text}")
-    return value
 
 
 def default_db_path(dataset: Path) -> Path:
@@ -42,7 +29,6 @@ def default_db_path(dataset: Path) -> Path:
 def _run_serve(args: argparse.Namespace) -> None:
     from pointsup.annotator.server import AnnotationServer, is_loopback, log_to_stderr, run_until_stopped
     from pointsup.annotator.store import StoreError, open_session
-    from pointsup.cli import CommandError, one_line_message
     from pointsup.utils.paths import refuse_output_over_input
 
     if not args.images.is_dir():
@@ -55,13 +41,20 @@ def _run_serve(args: argparse.Namespace) -> None:
     db_path = args.db or default_db_path(args.dataset)
     refuse_output_over_input(db_path, [args.dataset], "--db")
     try:
-        store, created = open_session(db_path, args.dataset, num_points=args.points, seed=args.seed, overlap=args.overlap,
-                                      claim_timeout_s=60.0 * args.claim_timeout)
+        store, created = open_session(
+            db_path,
+            args.dataset,
+            num_points=args.points,
+            seed=args.seed,
+            overlap=args.overlap,
+            claim_timeout_s=60.0 * args.claim_timeout,
+        )
     except (StoreError, ValueError) as exc:
-        raise CommandError(one_line_message(exc)) from None
+        raise CommandError(exc.one_line() if isinstance(exc, PointsupError) else str(exc)) from None
     try:
-        server = AnnotationServer(store, args.images, host=args.host, port=args.port, token=token,
-                                  log=None if args.quiet else log_to_stderr)
+        server = AnnotationServer(
+            store, args.images, host=args.host, port=args.port, token=token, log=None if args.quiet else log_to_stderr
+        )
     except OSError as exc:
         store.close()
         raise CommandError(f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}") from None
@@ -72,10 +65,14 @@ def _run_serve(args: argparse.Namespace) -> None:
     if settings.has_masks:
         unmasked = [o.annotation_id for o in store.objects() if o.mask_values is None]
         if unmasked:
-            print(f"warning: {len(unmasked)} of {settings.num_objects} objects have a missing or malformed mask (e.g. annotation id "
-                  f"{unmasked[0]}): they are labelled as usual but left out of the agreement with the masks")
-    print(f"{'created' if created else 'resumed'} session {db_path}: {settings.num_objects} objects, "
-          f"{settings.num_points} points each (seed {settings.seed}, overlap {settings.overlap})")
+            print(
+                f"warning: {len(unmasked)} of {settings.num_objects} objects have a missing or malformed mask (e.g. annotation id "
+                f"{unmasked[0]}): they are labelled as usual but left out of the agreement with the masks"
+            )
+    print(
+        f"{'created' if created else 'resumed'} session {db_path}: {settings.num_objects} objects, "
+        f"{settings.num_points} points each (seed {settings.seed}, overlap {settings.overlap})"
+    )
     print(f"progress page: {server.url('/progress')}")
     print(f"labelling page: {server.url()}", flush=True)
     run_until_stopped(server)
@@ -84,7 +81,6 @@ def _run_serve(args: argparse.Namespace) -> None:
 def _open_store(path: Path):
     """The session database at ``path``; a one-line CommandError when it cannot be opened."""
     from pointsup.annotator.store import AnnotationStore, StoreError
-    from pointsup.cli import CommandError
 
     try:
         return AnnotationStore.open(path)
@@ -94,7 +90,6 @@ def _open_store(path: Path):
 
 def _run_export(args: argparse.Namespace) -> None:
     from pointsup.annotator.export import export_points
-    from pointsup.cli import CommandError
     from pointsup.utils.paths import refuse_output_over_input
 
     refuse_output_over_input(args.output, [args.db], "-o")
@@ -127,25 +122,60 @@ def add_annotate_parser(commands: argparse._SubParsersAction) -> None:
     actions = annotate.add_subparsers(dest="annotate_command", required=True, metavar="ACTION")
 
     serve = actions.add_parser("serve", help="start the labelling web server and print its URL")
-    serve.add_argument("dataset", type=Path, metavar="DATASET.json", help="COCO JSON with boxes and categories (masks optional: used for agreement)")
+    serve.add_argument(
+        "dataset",
+        type=Path,
+        metavar="DATASET.json",
+        help="COCO JSON with boxes and categories (masks optional: used for agreement)",
+    )
     serve.add_argument("--images", type=Path, required=True, metavar="DIR", help="folder the file_name entries are relative to")
-    serve.add_argument("--points", type=_positive_int, default=None, metavar="N", help="points per object (default 10; fixed when the session is created)")
-    serve.add_argument("--seed", type=_non_negative_int, default=None, metavar="S", help="sampling seed, as in `pointsup simulate` (default 12345)")
-    serve.add_argument("--overlap", type=_positive_int, default=None, metavar="K",
-                       help="annotators per object, for agreement studies (default 1: no object is handed out twice)")
-    serve.add_argument("--claim-timeout", type=_positive_float, default=DEFAULT_CLAIM_TIMEOUT_S / 60.0, metavar="MIN",
-                       help="minutes after which an inactive annotator's untouched objects go back to the pool (default %(default)g)")
-    serve.add_argument("--db", type=Path, default=None, metavar="FILE", help="session database (default: DATASET's name with .points.db)")
-    serve.add_argument("--host", default="127.0.0.1", metavar="HOST", help="address to bind (default 127.0.0.1; others get an access token)")
-    serve.add_argument("--port", type=_port, default=8765, metavar="P", help="port (default 8765; 0 picks a free one)")
-    serve.add_argument("--token", default=None, metavar="TOKEN", help="access token required on every request ('auto' generates one)")
+    serve.add_argument(
+        "--points",
+        type=cli_types.positive_int,
+        default=None,
+        metavar="N",
+        help="points per object (default 10; fixed when the session is created)",
+    )
+    serve.add_argument(
+        "--seed",
+        type=cli_types.non_negative_int,
+        default=None,
+        metavar="S",
+        help="sampling seed, as in `pointsup simulate` (default 12345)",
+    )
+    serve.add_argument(
+        "--overlap",
+        type=cli_types.positive_int,
+        default=None,
+        metavar="K",
+        help="annotators per object, for agreement studies (default 1: no object is handed out twice)",
+    )
+    serve.add_argument(
+        "--claim-timeout",
+        type=cli_types.positive_float,
+        default=DEFAULT_CLAIM_TIMEOUT_S / 60.0,
+        metavar="MIN",
+        help="minutes after which an inactive annotator's untouched objects go back to the pool (default %(default)g)",
+    )
+    serve.add_argument(
+        "--db", type=Path, default=None, metavar="FILE", help="session database (default: DATASET's name with .points.db)"
+    )
+    serve.add_argument(
+        "--host", default="127.0.0.1", metavar="HOST", help="address to bind (default 127.0.0.1; others get an access token)"
+    )
+    serve.add_argument("--port", type=cli_types.port, default=8765, metavar="P", help="port (default 8765; 0 picks a free one)")
+    serve.add_argument(
+        "--token", default=None, metavar="TOKEN", help="access token required on every request ('auto' generates one)"
+    )
     serve.add_argument("-q", "--quiet", action="store_true", help="do not log refused requests")
     serve.set_defaults(handler=_run_serve)
 
     export = actions.add_parser("export", help="write the answers as COCO JSON with point_coords/point_labels")
     export.add_argument("--db", type=Path, required=True, metavar="FILE", help="session database")
     export.add_argument("-o", "--output", type=Path, required=True, metavar="OUT.json", help="output JSON")
-    export.add_argument("--partial", action="store_true", help="also write images with unfinished objects (default: finished images only)")
+    export.add_argument(
+        "--partial", action="store_true", help="also write images with unfinished objects (default: finished images only)"
+    )
     export.add_argument("--annotator", default=None, metavar="NAME", help="use this annotator's answers only")
     export.set_defaults(handler=_run_export)
 

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from pointsup.annotator.tasks import LabellingObject, export_template, labelling_objects
+from pointsup.errors import PointsupError
 from pointsup.utils.atomic import encode_json
 
 SCHEMA_VERSION = 1
@@ -66,7 +67,7 @@ CREATE INDEX answers_by_annotator ON answers(annotator, id)
 """
 
 
-class StoreError(Exception):
+class StoreError(PointsupError):
     """The database cannot be used as asked (a different dataset or settings, a foreign file)."""
 
 
@@ -85,8 +86,16 @@ def has_session(connection: sqlite3.Connection) -> bool:
     return connection.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'meta'").fetchone() is not None
 
 
-def create_database(path: str | Path, coco: dict[str, Any], *, dataset_path: str, dataset_sha256: str,
-                    num_points: int, seed: int, overlap: int = 1) -> None:
+def create_database(
+    path: str | Path,
+    coco: dict[str, Any],
+    *,
+    dataset_path: str,
+    dataset_sha256: str,
+    num_points: int,
+    seed: int,
+    overlap: int = 1,
+) -> None:
     """Write a new session for ``coco`` into ``path``, in one transaction (an interrupted
     creation leaves no session behind).
 
@@ -99,9 +108,15 @@ def create_database(path: str | Path, coco: dict[str, Any], *, dataset_path: str
         raise ValueError(f"overlap must be >= 1, got {overlap}")
     objects = labelling_objects(coco, num_points, seed, source=dataset_path)
     meta = {
-        "schema_version": SCHEMA_VERSION, "num_points": num_points, "seed": seed, "overlap": overlap,
-        "dataset_path": dataset_path, "dataset_sha256": dataset_sha256, "num_objects": len(objects),
-        "has_masks": int(any(o.mask_values is not None for o in objects)), "created_at": time.time(),
+        "schema_version": SCHEMA_VERSION,
+        "num_points": num_points,
+        "seed": seed,
+        "overlap": overlap,
+        "dataset_path": dataset_path,
+        "dataset_sha256": dataset_sha256,
+        "num_objects": len(objects),
+        "has_masks": int(any(o.mask_values is not None for o in objects)),
+        "created_at": time.time(),
     }
     try:
         connection = connect(path)
@@ -137,8 +152,15 @@ def _insert_dataset(db: sqlite3.Connection, coco: dict[str, Any], objects: list[
     db.executemany(
         "INSERT INTO objects (position, annotation_id, image_id, category_id, bbox, points, mask_values) VALUES (?, ?, ?, ?, ?, ?, ?)",
         [
-            (o.position, o.annotation_id, o.image_id, o.category_id, encode_json(list(o.bbox_xywh)).decode(),
-             encode_json(o.points).decode(), None if o.mask_values is None else encode_json(o.mask_values).decode())
+            (
+                o.position,
+                o.annotation_id,
+                o.image_id,
+                o.category_id,
+                encode_json(list(o.bbox_xywh)).decode(),
+                encode_json(o.points).decode(),
+                None if o.mask_values is None else encode_json(o.mask_values).decode(),
+            )
             for o in objects
         ],
     )

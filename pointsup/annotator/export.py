@@ -43,8 +43,10 @@ class ExportSummary:
     unfinished_images_left_out: int
 
     def describe(self) -> str:
-        text = (f"wrote {self.path}: {self.images} images, {self.objects} objects, {self.points} labelled points "
-                f"({self.unsure_left_out} unsure and {self.ties_left_out} tied points left out)")
+        text = (
+            f"wrote {self.path}: {self.images} images, {self.objects} objects, {self.points} labelled points "
+            f"({self.unsure_left_out} unsure and {self.ties_left_out} tied points left out)"
+        )
         if self.unfinished_images_left_out:
             text += f"; {self.unfinished_images_left_out} unfinished images left out (--partial keeps them)"
         return text
@@ -63,13 +65,13 @@ def vote_labels(answers: list[tuple[int, int, int]]) -> dict[tuple[int, int], in
         if label in (0, 1):
             counts[label] += 1
     return {
-        key: 1 if ones > zeros else 0 if zeros > ones else UNSURE if ones == 0 else TIED
-        for key, (zeros, ones) in votes.items()
+        key: 1 if ones > zeros else 0 if zeros > ones else UNSURE if ones == 0 else TIED for key, (zeros, ones) in votes.items()
     }
 
 
-def export_points(store: AnnotationStore, output: str | os.PathLike[str], *, partial: bool = False,
-                  annotator: str | None = None) -> ExportSummary:
+def export_points(
+    store: AnnotationStore, output: str | os.PathLike[str], *, partial: bool = False, annotator: str | None = None
+) -> ExportSummary:
     """Write the session's answers as a point annotation file (rules in the module docstring).
 
     Raises:
@@ -80,8 +82,9 @@ def export_points(store: AnnotationStore, output: str | os.PathLike[str], *, par
         raise ValueError(f"annotator {annotator!r} has no answers in {store.path}")
     labels = vote_labels([(a.position, a.point_index, a.label) for a in answers])
     n = store.settings.num_points
-    finished = {position for name, position, answered in store.assignments()
-                if answered == n and (annotator is None or name == annotator)}
+    finished = {
+        position for name, position, answered in store.assignments() if answered == n and (annotator is None or name == annotator)
+    }
     objects = {o.annotation_id: o for o in store.objects()}
 
     unfinished_images = {o.image_id for o in objects.values() if o.position not in finished}
@@ -109,8 +112,11 @@ def export_points(store: AnnotationStore, output: str | os.PathLike[str], *, par
     document = {**coco, "images": kept_images, "annotations": annotations}
     save_point_dataset(validate_coco(document, str(output)), output)
     return ExportSummary(
-        path=Path(output), images=len(kept_images),
-        objects=sum(1 for a in annotations if "point_coords" in a), points=points,
-        unsure_left_out=unsure, ties_left_out=ties,
+        path=Path(output),
+        images=len(kept_images),
+        objects=sum(1 for a in annotations if "point_coords" in a),
+        points=points,
+        unsure_left_out=unsure,
+        ties_left_out=ties,
         unfinished_images_left_out=len(coco["images"]) - len(kept_images),
     )

@@ -36,13 +36,13 @@ def strip_jpeg_exif(data: bytes) -> bytes:
             kept.append(data[i:])
             return b"".join(kept) if dropped else data
         if marker in _STANDALONE_MARKERS:
-            kept.append(data[i:i + 2])
+            kept.append(data[i : i + 2])
             i += 2
             continue
-        end = i + 2 + int.from_bytes(data[i + 2:i + 4], "big")
+        end = i + 2 + int.from_bytes(data[i + 2 : i + 4], "big")
         if end > len(data):
             return data
-        if marker == _JPEG_APP1 and data[i + 4:i + 10] == b"Exif\x00\x00":
+        if marker == _JPEG_APP1 and data[i + 4 : i + 10] == b"Exif\x00\x00":
             dropped = True
         else:
             kept.append(data[i:end])
@@ -56,10 +56,10 @@ def strip_png_exif(data: bytes) -> bytes:
         return data
     kept, i, dropped = [_PNG_SIGNATURE], len(_PNG_SIGNATURE), False
     while i + 8 <= len(data):
-        end = i + 12 + int.from_bytes(data[i:i + 4], "big")
+        end = i + 12 + int.from_bytes(data[i : i + 4], "big")
         if end > len(data):
             return data
-        if data[i + 4:i + 8] == b"eXIf":
+        if data[i + 4 : i + 8] == b"eXIf":
             dropped = True
         else:
             kept.append(data[i:end])

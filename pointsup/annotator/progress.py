@@ -34,7 +34,7 @@ class TimingSummary:
     histogram: tuple[int, ...]
 
     @classmethod
-    def of(cls, milliseconds: list[float]) -> "TimingSummary":
+    def of(cls, milliseconds: list[float]) -> TimingSummary:
         seconds = np.asarray(milliseconds, dtype=np.float64) / 1000.0
         bins = np.searchsorted(np.asarray(HISTOGRAM_EDGES_S), seconds, side="right") - 1
         histogram = tuple(int(c) for c in np.bincount(bins, minlength=len(HISTOGRAM_EDGES_S)))
@@ -85,8 +85,7 @@ class ProgressReport:
         """What the agreement leaves out, in words ("" when nothing)."""
         if not (self.has_masks and self.objects_without_mask):
             return ""
-        return (f" ({self.objects_without_mask} of {self.objects_total} objects left out: "
-                "their masks are missing or malformed)")
+        return f" ({self.objects_without_mask} of {self.objects_total} objects left out: their masks are missing or malformed)"
 
     def format_table(self) -> str:
         """A plain-text report for the terminal."""
@@ -96,11 +95,14 @@ class ProgressReport:
             f"seconds per point: {_seconds(self.timing.median_s)} median over {self.timing.count} answers",
         ]
         if self.has_masks:
-            lines.append(f"agreement with masks: {_percent(self.mask_agreement)} of {self.mask_compared} answers"
-                         + self.left_out_note())
+            lines.append(
+                f"agreement with masks: {_percent(self.mask_agreement)} of {self.mask_compared} answers" + self.left_out_note()
+            )
         if self.annotator_pairs:
             lines.append(f"agreement between annotators: {_percent(self.annotator_agreement)} of {self.annotator_pairs} pairs")
-        header = f"{'annotator':<20} {'points':>7} {'unsure':>7} {'objects':>8} {'median s':>9} {'p10 s':>6} {'p90 s':>6} {'masks':>7}"
+        header = (
+            f"{'annotator':<20} {'points':>7} {'unsure':>7} {'objects':>8} {'median s':>9} {'p10 s':>6} {'p90 s':>6} {'masks':>7}"
+        )
         lines += ["", header]
         for a in self.annotators:
             lines.append(
@@ -119,7 +121,9 @@ def _percent(value: float | None) -> str:
 
 
 def _mask_agreement(answers: list[LiveAnswer], mask_values: dict[int, list[int]]) -> tuple[float | None, int]:
-    matches = [a.label == mask_values[a.position][a.point_index] for a in answers if a.label in (0, 1) and a.position in mask_values]
+    matches = [
+        a.label == mask_values[a.position][a.point_index] for a in answers if a.label in (0, 1) and a.position in mask_values
+    ]
     return (sum(matches) / len(matches) if matches else None), len(matches)
 
 
@@ -159,22 +163,32 @@ def compute_progress(store: AnnotationStore) -> ProgressReport:
     for name in sorted(held):
         own = by_annotator.get(name, [])
         agreement, compared = _mask_agreement(own, mask_values)
-        annotators.append(AnnotatorProgress(
-            name=name, points=len(own), unsure=sum(a.label == -1 for a in own),
-            objects_finished=held[name][1], objects_held=held[name][0],
-            timing=TimingSummary.of([a.response_ms for a in own if a.response_ms is not None]),
-            mask_agreement=agreement, mask_compared=compared,
-        ))
+        annotators.append(
+            AnnotatorProgress(
+                name=name,
+                points=len(own),
+                unsure=sum(a.label == -1 for a in own),
+                objects_finished=held[name][1],
+                objects_held=held[name][0],
+                timing=TimingSummary.of([a.response_ms for a in own if a.response_ms is not None]),
+                mask_agreement=agreement,
+                mask_compared=compared,
+            )
+        )
     agreement, compared = _mask_agreement(answers, mask_values)
     pair_agreement, pairs = _pair_agreement(answers)
     return ProgressReport(
         objects_total=store.settings.num_objects,
         objects_done=sum(count >= store.settings.overlap for count in finished_by.values()),
         objects_started=len({position for _, position, answered in assignments if answered > 0}),
-        num_points=n, overlap=store.settings.overlap, has_masks=store.settings.has_masks,
+        num_points=n,
+        overlap=store.settings.overlap,
+        has_masks=store.settings.has_masks,
         timing=TimingSummary.of([a.response_ms for a in answers if a.response_ms is not None]),
-        mask_agreement=agreement, mask_compared=compared,
+        mask_agreement=agreement,
+        mask_compared=compared,
         objects_without_mask=len(objects) - len(mask_values) if store.settings.has_masks else 0,
-        annotator_agreement=pair_agreement, annotator_pairs=pairs,
+        annotator_agreement=pair_agreement,
+        annotator_pairs=pairs,
         annotators=tuple(annotators),
     )

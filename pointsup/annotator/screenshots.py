@@ -42,7 +42,9 @@ def _scripted_annotator(store: AnnotationStore, name: str, num_objects: int, rng
         if not tasks:
             return
         t = tasks[0]
-        label = int(masks[t.position][t.point_index])
+        values = masks[t.position]
+        assert values is not None  # the synthetic masks all decode
+        label = int(values[t.point_index])
         if rng.random() < 0.08:
             label = 1 - label
         seconds = float(rng.lognormal(mean=np.log(0.9), sigma=0.35))
@@ -104,7 +106,9 @@ def _label_in_browser(page: Any, url: str, store: AnnotationStore) -> None:
         key = page.get_attribute("body", "data-point-key")
         position, index = (int(v) for v in key.split(":"))
         page.wait_for_timeout(int(rng.uniform(600, 1200)))
-        page.keyboard.press("f" if masks[position][index] else "j")
+        values = masks[position]
+        assert values is not None  # the synthetic masks all decode
+        page.keyboard.press("f" if values[index] else "j")
         page.wait_for_selector(f'body[data-state=ready]:not([data-point-key="{key}"])')
 
 

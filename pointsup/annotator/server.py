@@ -37,11 +37,12 @@ import sqlite3
 import sys
 import threading
 import traceback
+from collections.abc import Callable, Iterator
 from http import HTTPStatus
 from http.cookies import CookieError, SimpleCookie
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
 
 import msgspec
@@ -53,8 +54,16 @@ from pointsup.annotator.progress_page import render_progress_page
 from pointsup.annotator.store import AnnotationStore
 
 MAX_BODY_BYTES = 16 * 1024
-IMAGE_TYPES = {".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".png": "image/png", ".gif": "image/gif",
-               ".webp": "image/webp", ".bmp": "image/bmp", ".tif": "image/tiff", ".tiff": "image/tiff"}
+IMAGE_TYPES = {
+    ".jpg": "image/jpeg",
+    ".jpeg": "image/jpeg",
+    ".png": "image/png",
+    ".gif": "image/gif",
+    ".webp": "image/webp",
+    ".bmp": "image/bmp",
+    ".tif": "image/tiff",
+    ".tiff": "image/tiff",
+}
 TOKEN_COOKIE = "pointsup_token"
 STATIC_DIR = Path(__file__).with_name("static")
 #: URL path to (file in STATIC_DIR, content type): nothing else is served from disk but images
@@ -68,7 +77,7 @@ _SECURITY_HEADERS = {
     "Referrer-Policy": "no-referrer",
     "X-Frame-Options": "DENY",
     "Content-Security-Policy": "default-src 'self'; img-src 'self' blob: data:; style-src 'self'; "
-                               "script-src 'self'; connect-src 'self'; frame-ancestors 'none'",
+    "script-src 'self'; connect-src 'self'; frame-ancestors 'none'",
 }
 _IMAGE_PATH = re.compile(r"/image/(\d{1,18})")
 #: pending connections the listening socket queues (the standard library's default is 5)
@@ -105,8 +114,16 @@ class AnnotationServer(ThreadingHTTPServer):
     daemon_threads = True
     request_queue_size = LISTEN_BACKLOG
 
-    def __init__(self, store: AnnotationStore, images_dir: str | os.PathLike[str], *, host: str = "127.0.0.1",
-                 port: int = 0, token: str | None = None, log: Callable[[str], None] | None = None):
+    def __init__(
+        self,
+        store: AnnotationStore,
+        images_dir: str | os.PathLike[str],
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        token: str | None = None,
+        log: Callable[[str], None] | None = None,
+    ):
         self.address_family = socket.AF_INET6 if ":" in host else socket.AF_INET
         self.store = store
         self.images_root = os.path.realpath(images_dir)
@@ -201,10 +218,12 @@ class _Handler(BaseHTTPRequestHandler):
             self.close_connection = True
             self._send_json(503, {"error": f"database unavailable ({exc}); try again"}, {"Retry-After": "1"})
         except (ConnectionError, TimeoutError) as exc:  # the client went away: nothing to answer
-            self._log(f"{self.address_string()} {self.command} {escape_for_log(self.path)}: connection ended ({type(exc).__name__})")
+            self._log(
+                f"{self.address_string()} {self.command} {escape_for_log(self.path)}: connection ended ({type(exc).__name__})"
+            )
             self.close_connection = True
         except Exception:  # noqa: BLE001 - a bug must not take the server down
-            self._log("internal error on %s %s\n%s" % (self.command, escape_for_log(self.path), traceback.format_exc()))
+            self._log(f"internal error on {self.command} {escape_for_log(self.path)}\n{traceback.format_exc()}")
             self.close_connection = True
             self._send_json(500, {"error": "internal server error"})
 
@@ -269,8 +288,11 @@ class _Handler(BaseHTTPRequestHandler):
     # ---- POST ------------------------------------------------------------------------------
 
     def _post(self, url: Any) -> None:
-        routes = {"/api/answer": (api.AnswerRequest, api.answer), "/api/undo": (api.UndoRequest, api.undo),
-                  "/api/state": (api.StateRequest, api.claim_state)}
+        routes: dict[str, tuple[type[msgspec.Struct], Callable[[AnnotationStore, Any], dict[str, Any]]]] = {
+            "/api/answer": (api.AnswerRequest, api.answer),
+            "/api/undo": (api.UndoRequest, api.undo),
+            "/api/state": (api.StateRequest, api.claim_state),
+        }
         if url.path not in routes:
             raise api.ApiError(404, "not found")
         kind, action = routes[url.path]

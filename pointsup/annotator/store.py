@@ -36,9 +36,10 @@ import threading
 import time
 import unicodedata
 import zlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import msgspec
 import numpy as np
@@ -147,15 +148,16 @@ class AnnotationStore:
         )
         #: image id to ``(file_name, width, height)``
         self.images: dict[int, tuple[str, int, int]] = {
-            row[0]: (row[1], row[2], row[3]) for row in connection.execute("SELECT image_id, file_name, width, height FROM images")
+            row[0]: (row[1], row[2], row[3])
+            for row in connection.execute("SELECT image_id, file_name, width, height FROM images")
         }
         self.category_names: dict[int, str] = dict(connection.execute("SELECT category_id, name FROM categories").fetchall())
-        self._object_cache: dict[int, tuple[int, int, int, tuple[float, ...], list[list[int]]]] = {}
+        self._object_cache: dict[int, tuple[int, int, int, tuple[float, float, float, float], list[list[int]]]] = {}
 
     # ---- opening ---------------------------------------------------------------------------
 
     @classmethod
-    def open(cls, path: str | Path, *, claim_timeout_s: float = DEFAULT_CLAIM_TIMEOUT_S) -> "AnnotationStore":
+    def open(cls, path: str | Path, *, claim_timeout_s: float = DEFAULT_CLAIM_TIMEOUT_S) -> AnnotationStore:
         """Open an existing session database.
 
         Raises:
@@ -207,7 +209,7 @@ class AnnotationStore:
         claiming objects as needed (empty when nothing is left for them). With
         ``claim=False`` nothing is written: only the objects they already hold are listed."""
         n = self.settings.num_points
-        with (self._write() if claim else self._read()) as db:
+        with self._write() if claim else self._read() as db:
             open_objects = db.execute(
                 "SELECT position, answered FROM assignments WHERE annotator = ? AND answered < ? ORDER BY position LIMIT ?",
                 (annotator, n, count),
@@ -241,12 +243,16 @@ class AnnotationStore:
             ).fetchone()
             if current is None or tuple(current) != (position, point_index):
                 expected = None if current is None else (int(current[0]), int(current[1]))
-                raise AnswerConflict(f"point {point_index} of object {position} is not the current point of {annotator!r}", expected)
+                raise AnswerConflict(
+                    f"point {point_index} of object {position} is not the current point of {annotator!r}", expected
+                )
             db.execute(
                 "INSERT INTO answers (annotator, position, point_index, label, response_ms, answered_at) VALUES (?, ?, ?, ?, ?, ?)",
                 (annotator, position, point_index, label, response_ms, time.time()),
             )
-            db.execute("UPDATE assignments SET answered = answered + 1 WHERE annotator = ? AND position = ?", (annotator, position))
+            db.execute(
+                "UPDATE assignments SET answered = answered + 1 WHERE annotator = ? AND position = ?", (annotator, position)
+            )
 
     def undo_last(self, annotator: str) -> tuple[int, int] | None:
         """Withdraw the annotator's latest answer; returns its ``(position, point_index)``
@@ -285,7 +291,10 @@ class AnnotationStore:
     def assignments(self) -> list[tuple[str, int, int]]:
         """Every ``(annotator, position, points answered)``."""
         with self._read() as db:
-            return [tuple(row) for row in db.execute("SELECT annotator, position, answered FROM assignments ORDER BY position, annotator")]
+            return [
+                tuple(row)
+                for row in db.execute("SELECT annotator, position, answered FROM assignments ORDER BY position, annotator")
+            ]
 
     def objects(self) -> list[LabellingObject]:
         """Every object to label, in presentation order."""
@@ -296,7 +305,10 @@ class AnnotationStore:
             ).fetchall()
         return [
             LabellingObject(
-                position=row[0], annotation_id=row[1], image_id=row[2], category_id=row[3],
+                position=row[0],
+                annotation_id=row[1],
+                image_id=row[2],
+                category_id=row[3],
                 bbox_xywh=tuple(decoder.decode(row[4])),
                 points=np.array(decoder.decode(row[5]), dtype=np.int64).reshape(-1, 2),
                 mask_values=None if row[6] is None else np.array(decoder.decode(row[6]), dtype=np.uint8),
@@ -335,7 +347,9 @@ class AnnotationStore:
         ).fetchone()
         if row is None:
             return None
-        db.execute("INSERT INTO assignments (annotator, position, assigned_at) VALUES (?, ?, ?)", (annotator, row[0], time.time()))
+        db.execute(
+            "INSERT INTO assignments (annotator, position, assigned_at) VALUES (?, ?, ?)", (annotator, row[0], time.time())
+        )
         db.execute("UPDATE objects SET assigned = assigned + 1 WHERE position = ?", (row[0],))
         return int(row[0])
 
@@ -361,9 +375,15 @@ def file_sha256(path: str | os.PathLike[str]) -> str:
     return digest.hexdigest()
 
 
-def open_session(db_path: str | Path, dataset_path: str | Path, *, num_points: int | None = None,
-                 seed: int | None = None, overlap: int | None = None,
-                 claim_timeout_s: float = DEFAULT_CLAIM_TIMEOUT_S) -> tuple[AnnotationStore, bool]:
+def open_session(
+    db_path: str | Path,
+    dataset_path: str | Path,
+    *,
+    num_points: int | None = None,
+    seed: int | None = None,
+    overlap: int | None = None,
+    claim_timeout_s: float = DEFAULT_CLAIM_TIMEOUT_S,
+) -> tuple[AnnotationStore, bool]:
     """Open the session in ``db_path``, creating it from ``dataset_path`` when the database
     does not hold one yet. Returns the store and whether it was created.
 
@@ -387,20 +407,30 @@ def open_session(db_path: str | Path, dataset_path: str | Path, *, num_points: i
             raise StoreError(f"{db_path}: not a labelling database ({exc})") from None
     if not exists:
         create_database(
-            db_path, read_coco_json(dataset_path), dataset_path=str(dataset_path), dataset_sha256=sha256,
+            db_path,
+            read_coco_json(dataset_path),
+            dataset_path=str(dataset_path),
+            dataset_sha256=sha256,
             num_points=DEFAULT_NUM_POINTS if num_points is None else num_points,
-            seed=DEFAULT_SEED if seed is None else seed, overlap=1 if overlap is None else overlap,
+            seed=DEFAULT_SEED if seed is None else seed,
+            overlap=1 if overlap is None else overlap,
         )
     store = AnnotationStore.open(db_path, claim_timeout_s=claim_timeout_s)
     recorded = store.settings
     mismatches = [
         f"--{name} {given} (it was made with {wanted})"
-        for name, given, wanted in (("points", num_points, recorded.num_points), ("seed", seed, recorded.seed),
-                                    ("overlap", overlap, recorded.overlap))
+        for name, given, wanted in (
+            ("points", num_points, recorded.num_points),
+            ("seed", seed, recorded.seed),
+            ("overlap", overlap, recorded.overlap),
+        )
         if given is not None and given != wanted
     ]
     if recorded.dataset_sha256 != sha256:
-        mismatches.insert(0, f"{dataset_path} (it was made from a different file: {recorded.dataset_path}, SHA-256 {recorded.dataset_sha256[:12]}...)")
+        mismatches.insert(
+            0,
+            f"{dataset_path} (it was made from a different file: {recorded.dataset_path}, SHA-256 {recorded.dataset_sha256[:12]}...)",
+        )
     if mismatches:
         store.close()
         raise StoreError(f"{db_path} does not fit " + "; ".join(mismatches) + "; use another --db for a new session")

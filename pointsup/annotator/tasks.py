@@ -13,7 +13,7 @@ progress page compares the answers with (agreement with masks, as the paper meas
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -82,7 +82,7 @@ def labelling_objects(coco: dict[str, Any], num_points: int, seed: int, source: 
             annotation_id=ann["id"],
             image_id=ann["image_id"],
             category_id=ann["category_id"],
-            bbox_xywh=tuple(float(v) for v in ann["bbox"]),
+            bbox_xywh=cast("tuple[float, float, float, float]", tuple(float(v) for v in ann["bbox"])),
             points=pixels[k],
             mask_values=None if k in problems else mask_values[k],
         )

@@ -33,6 +33,7 @@ from torch.utils.data import Dataset
 
 # ImageReadError and ImageSizeError live with the decoder; they stay importable from here.
 from pointsup.data.image_io import ImageReadError, ImageSizeError, open_rgb_image  # noqa: F401
+from pointsup.errors import PointsupError
 from pointsup.points.format import ImageRecord, PointFormatError, PointInstance, load_point_dataset
 from pointsup.points.rle import SegmentationError, segmentation_to_rle
 from pointsup.structures.instances import IGNORE_LABEL, InstanceTargets, Sample
@@ -42,15 +43,19 @@ Supervision = Literal["points", "masks", "none"]
 MIN_BOX_SIDE = 1e-5
 
 
-class AnnotationError(ValueError):
+class AnnotationError(PointsupError, ValueError):
     """An annotation that cannot be turned into a training target (e.g. an undecodable mask).
 
     The message names the annotation file, the image and the annotation id.
     """
 
 
-def read_image(path: str | os.PathLike[str], image_id: int | None = None, expected_size: tuple[int, int] | None = None,
-               source: str = "the annotation file") -> Tensor:
+def read_image(
+    path: str | os.PathLike[str],
+    image_id: int | None = None,
+    expected_size: tuple[int, int] | None = None,
+    source: str = "the annotation file",
+) -> Tensor:
     """Decode an image file to a ``(3, H, W)`` uint8 RGB tensor.
 
     The tensor is a view of an ``(H, W, 3)`` buffer (channels-last strides); the transforms
@@ -166,7 +171,7 @@ class InstanceDataset(Dataset[Sample]):
     def __len__(self) -> int:
         return len(self.images)
 
-    def without_targets(self) -> "InstanceDataset":
+    def without_targets(self) -> InstanceDataset:
         """The same items, loading images only (``targets`` None): for inference."""
         images_only = copy.copy(self)
         images_only.with_targets = False
@@ -225,7 +230,9 @@ class InstanceDataset(Dataset[Sample]):
             decoded = mask_utils.decode(rles)  # (H, W, N), Fortran order
         except Exception as exc:  # pycocotools raises bare Exceptions for corrupt counts
             ids = annotations.annotation_ids.tolist()
-            raise AnnotationError(f"{self.source}: image id {record.id}: cannot decode the masks of annotations {ids}: {exc}") from None
+            raise AnnotationError(
+                f"{self.source}: image id {record.id}: cannot decode the masks of annotations {ids}: {exc}"
+            ) from None
         return torch.from_numpy(np.ascontiguousarray(decoded.transpose(2, 0, 1)))
 
     def _check_segmentations(self, by_image: dict[int, list[PointInstance]]) -> None:

@@ -39,6 +39,8 @@ import os
 import numpy as np
 from PIL import Image, ImageOps
 
+from pointsup.errors import PointsupError
+
 #: file suffix to the Pillow format pointsup writes it in
 WRITE_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP", ".bmp": "BMP", ".tif": "TIFF", ".tiff": "TIFF"}
 #: JPEG and WebP quality of written pictures
@@ -52,7 +54,7 @@ _SWAPPING_ORIENTATIONS = (5, 6, 7, 8)
 _WIDE_GREY_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I")
 
 
-class ImageReadError(OSError):
+class ImageReadError(PointsupError, OSError):
     """An image file that is missing, unreadable or not a decodable image.
 
     An :class:`OSError`, so code that handles I/O failures handles it; the message names the
@@ -61,7 +63,7 @@ class ImageReadError(OSError):
     """
 
 
-class ImageSizeError(ValueError):
+class ImageSizeError(PointsupError, ValueError):
     """An image file whose size differs from the ``width``/``height`` of its JSON entry."""
 
 
@@ -89,8 +91,14 @@ def oriented_size(image: Image.Image) -> tuple[int, int]:
     return (height, width) if image.getexif().get(EXIF_ORIENTATION) in _SWAPPING_ORIENTATIONS else (width, height)
 
 
-def open_rgb_image(path: str | os.PathLike[str], *, image_id: int | None = None, expected_size: tuple[int, int] | None = None,
-                   source: str = "the annotation file", max_side: int | None = None) -> Image.Image:
+def open_rgb_image(
+    path: str | os.PathLike[str],
+    *,
+    image_id: int | None = None,
+    expected_size: tuple[int, int] | None = None,
+    source: str = "the annotation file",
+    max_side: int | None = None,
+) -> Image.Image:
     """Decode an image file to an 8-bit RGB Pillow image.
 
     Args:
@@ -115,7 +123,7 @@ def open_rgb_image(path: str | os.PathLike[str], *, image_id: int | None = None,
         with Image.open(path) as image:
             stored = image.size
             turn = expected_size is not None and tuple(expected_size) != stored
-            if turn and oriented_size(image) != tuple(expected_size):
+            if turn and expected_size is not None and oriented_size(image) != tuple(expected_size):
                 width, height = expected_size
                 raise ImageSizeError(f"{what} is {stored[0]}x{stored[1]} (width x height) but {source} says {width}x{height}")
             if max_side and max(stored) > max_side:
@@ -134,12 +142,21 @@ def open_rgb_image(path: str | os.PathLike[str], *, image_id: int | None = None,
 
 def _bomb_message() -> str:
     limit = Image.MAX_IMAGE_PIXELS
-    return (f"refused as a possible decompression bomb: over {2 * limit:,} pixels (Pillow's limit, "
-            f"PIL.Image.MAX_IMAGE_PIXELS = {limit:,}, doubled)" if limit else "refused as a possible decompression bomb")
+    return (
+        f"refused as a possible decompression bomb: over {2 * limit:,} pixels (Pillow's limit, "
+        f"PIL.Image.MAX_IMAGE_PIXELS = {limit:,}, doubled)"
+        if limit
+        else "refused as a possible decompression bomb"
+    )
 
 
-def check_image_header(path: str | os.PathLike[str], *, image_id: int | None = None,
-                       expected_size: tuple[int, int] | None = None, source: str = "the annotation file") -> None:
+def check_image_header(
+    path: str | os.PathLike[str],
+    *,
+    image_id: int | None = None,
+    expected_size: tuple[int, int] | None = None,
+    source: str = "the annotation file",
+) -> None:
     """Check what can be checked without decoding the pixels: the file exists, is an image
     Pillow can read, is not a decompression bomb and has ``expected_size`` (stored or turned by
     its EXIF orientation, as :func:`open_rgb_image` would read it). A millisecond per file.
@@ -151,7 +168,9 @@ def check_image_header(path: str | os.PathLike[str], *, image_id: int | None = N
     try:
         with Image.open(path) as image:
             if image.mode == "F":
-                raise ImageReadError(f"{what}: floating-point pixels (mode F) have no agreed range; convert the image to 8 or 16 bits")
+                raise ImageReadError(
+                    f"{what}: floating-point pixels (mode F) have no agreed range; convert the image to 8 or 16 bits"
+                )
             stored = image.size
             if expected_size is not None and tuple(expected_size) != stored and oriented_size(image) != tuple(expected_size):
                 width, height = expected_size
@@ -174,8 +193,10 @@ def image_format_for(path: str | os.PathLike[str]) -> str:
     """
     suffix = os.path.splitext(os.fspath(path))[1].lower()
     if suffix not in WRITE_FORMATS:
-        raise ValueError(f"{os.fspath(path)}: cannot tell the image format from {suffix or 'a name without suffix'!r}; "
-                         f"use one of {', '.join(WRITE_FORMATS)}")
+        raise ValueError(
+            f"{os.fspath(path)}: cannot tell the image format from {suffix or 'a name without suffix'!r}; "
+            f"use one of {', '.join(WRITE_FORMATS)}"
+        )
     return WRITE_FORMATS[suffix]
 
 

@@ -13,7 +13,7 @@ exactly by starting at position ``start_iter * G`` without loading the skipped i
 from __future__ import annotations
 
 import random
-from typing import Iterator, Sequence
+from collections.abc import Iterator, Sequence
 
 import numpy as np
 import torch
@@ -176,4 +176,6 @@ def build_test_loader(
     if num_workers < 0:
         raise ValueError(f"num_workers must be >= 0, got {num_workers}")
     items = _TransformedItems(dataset, transforms, shard_range(len(dataset), rank, world_size))  # type: ignore[arg-type]
-    return DataLoader(items, batch_size=1, shuffle=False, num_workers=num_workers, collate_fn=_keep_list, worker_init_fn=_seed_worker)
+    return DataLoader(
+        items, batch_size=1, shuffle=False, num_workers=num_workers, collate_fn=_keep_list, worker_init_fn=_seed_worker
+    )

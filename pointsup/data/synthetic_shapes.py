@@ -19,8 +19,8 @@ All categories are non-convex, so their boxes are poor masks:
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 from PIL import Image
@@ -201,9 +201,7 @@ def render_background(rng: np.random.Generator, image_size: int) -> np.ndarray:
     base = rng.uniform(40.0, 215.0, size=3)
     spread = rng.uniform(40.0, 110.0)
     coarse = np.clip(base + rng.uniform(-spread, spread, size=(grid, grid, 3)), 0.0, 255.0).astype(np.uint8)
-    canvas = np.asarray(
-        Image.fromarray(coarse).resize((image_size, image_size), Image.Resampling.BICUBIC), dtype=np.float32
-    )
+    canvas = np.asarray(Image.fromarray(coarse).resize((image_size, image_size), Image.Resampling.BICUBIC), dtype=np.float32)
     kind = int(rng.integers(3))  # 0: plain, 1: stripes, 2: gradient
     if kind == 0:
         return canvas
@@ -276,9 +274,7 @@ def object_texture(rng: np.random.Generator, colour: np.ndarray, height: int, wi
     gx = np.linspace(-1.0, 1.0, width, dtype=np.float32)[None, :]
     direction = rng.uniform(0.0, 2.0 * math.pi)
     strength = rng.uniform(0.0, 0.35)
-    shade = np.float32(1.0) + np.float32(strength) * (
-        np.float32(math.cos(direction)) * gx + np.float32(math.sin(direction)) * gy
-    )
+    shade = np.float32(1.0) + np.float32(strength) * (np.float32(math.cos(direction)) * gx + np.float32(math.sin(direction)) * gy)
     if rng.uniform() < 0.3:  # stripes
         period = rng.uniform(0.15, 0.6)
         phi = rng.uniform(0.0, math.pi)

@@ -1,6 +1,6 @@
 """Point-aware augmentations of :class:`~pointsup.structures.Sample` records.
 
-All geometry is in continuous image coordinates (design notes, section 2): pixel ``(i, j)``
+All geometry is in continuous image coordinates (docs/conventions.md, section 1): pixel ``(i, j)``
 covers ``[j, j + 1) x [i, i + 1)``. A resize multiplies x by ``new_w / w`` and y by
 ``new_h / h``; a horizontal flip maps ``x -> W - x``; a crop subtracts its integer offset.
 Images are resized bilinearly with antialiasing (half-pixel centres), masks with
@@ -26,8 +26,9 @@ vectors).
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
-from typing import Literal, Mapping, Protocol, Sequence, Union
+from typing import Literal, Protocol
 
 import numpy as np
 import torch
@@ -36,7 +37,7 @@ import torch.nn.functional as F
 from pointsup.data.dataset import MIN_BOX_SIDE
 from pointsup.structures.instances import IGNORE_LABEL, InstanceTargets, Sample
 
-RandomSource = Union[np.random.Generator, np.random.RandomState]
+RandomSource = np.random.Generator | np.random.RandomState
 CropType = Literal["relative", "relative_range", "absolute", "absolute_range"]
 
 
@@ -164,7 +165,9 @@ def crop_sample(sample: Sample, top: int, left: int, height: int, width: int) ->
     """
     image_height, image_width = sample.image_size
     if not (0 <= top and 0 <= left and 0 < height and 0 < width and top + height <= image_height and left + width <= image_width):
-        raise ValueError(f"crop {height}x{width} at (top={top}, left={left}) does not fit an image of {image_height}x{image_width}")
+        raise ValueError(
+            f"crop {height}x{width} at (top={top}, left={left}) does not fit an image of {image_height}x{image_width}"
+        )
     image = _crop_copy(sample.image, top, left, height, width)
     targets = sample.targets
     if targets is not None:
@@ -226,7 +229,9 @@ class ResizeShortestEdge:
         sampling: ``"choice"`` or ``"range"``.
     """
 
-    def __init__(self, short_edge_lengths: Sequence[int] | int, max_size: int, sampling: Literal["choice", "range"] = "choice") -> None:
+    def __init__(
+        self, short_edge_lengths: Sequence[int] | int, max_size: int, sampling: Literal["choice", "range"] = "choice"
+    ) -> None:
         lengths = (short_edge_lengths,) if isinstance(short_edge_lengths, int) else tuple(int(s) for s in short_edge_lengths)
         if sampling not in ("choice", "range"):
             raise ValueError(f"sampling must be 'choice' or 'range', got {sampling!r}")
@@ -299,8 +304,8 @@ class RandomCrop:
             fh, fw = self.crop_size
             return int(height * fh + 0.5), int(width * fw + 0.5)
         if self.crop_type == "relative_range":
-            low = np.asarray(self.crop_size, dtype=np.float64)
-            fh, fw = low + rng.random(2) * (1.0 - low)
+            low_fraction = np.asarray(self.crop_size, dtype=np.float64)
+            fh, fw = low_fraction + rng.random(2) * (1.0 - low_fraction)
             return int(height * fh + 0.5), int(width * fw + 0.5)
         if self.crop_type == "absolute":
             return min(int(self.crop_size[0]), height), min(int(self.crop_size[1]), width)

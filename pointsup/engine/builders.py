@@ -32,8 +32,9 @@ def check_images_readable(dataset: InstanceDataset) -> None:
     problems: list[str] = []
     for index, record in enumerate(dataset.images):
         try:
-            check_image_header(dataset.image_path(index), image_id=record.id, expected_size=(record.width, record.height),
-                               source=dataset.source)
+            check_image_header(
+                dataset.image_path(index), image_id=record.id, expected_size=(record.width, record.height), source=dataset.source
+            )
         except (ImageReadError, ImageSizeError) as exc:
             problems.append(str(exc))
     if problems:
@@ -44,12 +45,18 @@ def check_images_readable(dataset: InstanceDataset) -> None:
 def build_train_dataset(config: Config) -> InstanceDataset:
     """The training set with the targets the supervision needs (all image files checked to exist)."""
     data = config.data
-    dataset = InstanceDataset(_require(data.train_json, "data.train_json"), _require(data.train_images, "data.train_images"),
-                              supervision="none" if config.supervision == "boxes" else config.supervision,
-                              filter_empty=data.filter_empty)
+    dataset = InstanceDataset(
+        _require(data.train_json, "data.train_json"),
+        _require(data.train_images, "data.train_images"),
+        supervision="none" if config.supervision == "boxes" else config.supervision,
+        filter_empty=data.filter_empty,
+    )
     if len(dataset) == 0:
-        raise AnnotationError(f"{dataset.source}: holds no images" if not data.filter_empty else
-                              f"{dataset.source}: no image has an object to train on (data.filter_empty leaves out images without one)")
+        raise AnnotationError(
+            f"{dataset.source}: holds no images"
+            if not data.filter_empty
+            else f"{dataset.source}: no image has an object to train on (data.filter_empty leaves out images without one)"
+        )
     check_images_readable(dataset)
     return dataset
 
@@ -59,8 +66,9 @@ def build_val_dataset(config: Config) -> InstanceDataset | None:
     data = config.data
     if not data.val_json:
         return None
-    dataset = InstanceDataset(data.val_json, _require(data.val_images, "data.val_images"), supervision="none",
-                              filter_empty=False, with_targets=False)
+    dataset = InstanceDataset(
+        data.val_json, _require(data.val_images, "data.val_images"), supervision="none", filter_empty=False, with_targets=False
+    )
     if len(dataset) == 0:
         raise AnnotationError(f"{dataset.source}: holds no images to evaluate on (data.val_json)")
     check_has_masks(read_coco_json(data.val_json), data.val_json)  # before training, not after it
@@ -71,10 +79,17 @@ def build_val_dataset(config: Config) -> InstanceDataset | None:
 def train_transforms(config: Config) -> Compose:
     data = config.data
     return build_train_transforms(
-        data.min_size_train, data.max_size_train, data.min_size_train_sampling, data.flip_prob,
+        data.min_size_train,
+        data.max_size_train,
+        data.min_size_train_sampling,
+        data.flip_prob,
         crop={"enabled": data.crop_enabled, "crop_type": data.crop_type, "crop_size": data.crop_size},
-        lsj={"enabled": data.lsj_enabled, "output_size": data.lsj_output_size, "min_scale": data.lsj_min_scale,
-             "max_scale": data.lsj_max_scale},
+        lsj={
+            "enabled": data.lsj_enabled,
+            "output_size": data.lsj_output_size,
+            "min_scale": data.lsj_min_scale,
+            "max_scale": data.lsj_max_scale,
+        },
         sample_points=data.sample_points,
     )
 
@@ -90,8 +105,9 @@ def num_classes_for(config: Config, dataset: InstanceDataset | None) -> int:
     """``model.num_classes``, or the dataset's category count; they must agree when both exist."""
     if config.model.num_classes is not None:
         if dataset is not None and dataset.num_classes != config.model.num_classes:
-            raise ConfigError(f"model.num_classes is {config.model.num_classes} but {dataset.source} has "
-                              f"{dataset.num_classes} categories")
+            raise ConfigError(
+                f"model.num_classes is {config.model.num_classes} but {dataset.source} has {dataset.num_classes} categories"
+            )
         return config.model.num_classes
     if dataset is None:
         raise ConfigError("model.num_classes is not set and there is no training set to take it from")
@@ -116,7 +132,7 @@ def model_for_checkpoint(config: Config, num_classes: int) -> Detector:
 def check_same_categories(train: InstanceDataset, val: InstanceDataset | None) -> None:
     """Training and evaluation must share categories (same ids), or labels would be misread."""
     if val is not None and val.label_to_category_id != train.label_to_category_id:
-        raise ConfigError(f"category ids differ between {train.source} ({train.label_to_category_id[:10]}...) and "
-                          f"{val.source} ({val.label_to_category_id[:10]}...)")
-
-
+        raise ConfigError(
+            f"category ids differ between {train.source} ({train.label_to_category_id[:10]}...) and "
+            f"{val.source} ({val.label_to_category_id[:10]}...)"
+        )

@@ -22,13 +22,15 @@ import os
 import pickle
 import random
 import re
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, cast
 
 import numpy as np
 import torch
 from torch import nn
 
+from pointsup.errors import PointsupError
 from pointsup.utils.atomic import OutputWriteError, atomic_write, write_bytes_atomic
 
 logger = logging.getLogger(__name__)
@@ -41,7 +43,7 @@ _NUMBERED = re.compile(r"model_(\d{7,})\.pth")
 _STALE_TEMP = re.compile(r"\.model_.*\.pth\..*\.tmp")
 
 
-class CheckpointError(RuntimeError):
+class CheckpointError(PointsupError, RuntimeError):
     """A checkpoint that is missing, unreadable, or does not fit the model."""
 
 
@@ -118,11 +120,7 @@ class Checkpointer:
         return path
 
     def _delete_old(self, keep_also: Path) -> None:
-        numbered = sorted(
-            (int(match.group(1)), p)
-            for p in self.directory.iterdir()
-            if (match := _NUMBERED.fullmatch(p.name))
-        )
+        numbered = sorted((int(match.group(1)), p) for p in self.directory.iterdir() if (match := _NUMBERED.fullmatch(p.name)))
         for _, old in numbered[: max(len(numbered) - self.keep, 0)]:
             if old != keep_also:
                 with contextlib.suppress(FileNotFoundError):
@@ -200,7 +198,7 @@ def unwrap_model(model: nn.Module) -> nn.Module:
         if isinstance(model, (nn.parallel.DistributedDataParallel, nn.DataParallel)):
             model = model.module
         elif isinstance(getattr(model, "_orig_mod", None), nn.Module):
-            model = model._orig_mod
+            model = cast(nn.Module, model._orig_mod)
         else:
             return model
 
@@ -224,9 +222,7 @@ def read_checkpoint(path: Path) -> dict[str, Any]:
         # Garbage bytes reach the weights-only unpickler's internals, which raise whatever the
         # bytes provoke (AssertionError, KeyError, IndexError, UnicodeDecodeError, ...), not only
         # the documented errors; every one of them means the same thing to the caller.
-        raise CheckpointError(
-            f"{path}: corrupt or truncated checkpoint ({type(error).__name__}: {_first_line(error)})"
-        ) from None
+        raise CheckpointError(f"{path}: corrupt or truncated checkpoint ({type(error).__name__}: {_first_line(error)})") from None
     if not isinstance(checkpoint, dict):
         raise CheckpointError(f"{path}: not a checkpoint (it holds a {type(checkpoint).__name__})")
     return checkpoint
@@ -263,10 +259,17 @@ def load_model_state(model: nn.Module, state: Mapping[str, torch.Tensor], strict
     for title, lines in (("skipped (shape differs)", shapes), ("missing", missing), ("unexpected", unexpected)):
         if lines:
             logger.warning("%s: %d %s keys: %s", path, len(lines), title, "; ".join(lines))
-    non_finite = [k for k, v in state.items() if isinstance(v, torch.Tensor) and v.is_floating_point() and not bool(torch.isfinite(v).all())]
+    non_finite = [
+        k for k, v in state.items() if isinstance(v, torch.Tensor) and v.is_floating_point() and not bool(torch.isfinite(v).all())
+    ]
     if non_finite:
-        logger.warning("warning: %s: %d weight tensors hold NaN or infinite values (e.g. %s): the model's outputs are "
-                       "meaningless (a diverged training run?)", path, len(non_finite), non_finite[0])
+        logger.warning(
+            "warning: %s: %d weight tensors hold NaN or infinite values (e.g. %s): the model's outputs are "
+            "meaningless (a diverged training run?)",
+            path,
+            len(non_finite),
+            non_finite[0],
+        )
 
 
 def _plain(value: Any, where: str) -> Any:
@@ -290,7 +293,9 @@ def _plain(value: Any, where: str) -> Any:
 def _rng_states() -> dict[str, Any]:
     """The random states of python, numpy (global), torch CPU and every CUDA device, in types
     that ``torch.load(weights_only=True)`` accepts."""
-    name, keys, position, has_gauss, cached_gaussian = np.random.get_state(legacy=True)
+    name, keys, position, has_gauss, cached_gaussian = cast(
+        "tuple[str, np.ndarray, int, int, float]", np.random.get_state(legacy=True)
+    )
     states: dict[str, Any] = {
         "python": random.getstate(),
         "numpy": {

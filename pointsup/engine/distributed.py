@@ -9,24 +9,26 @@ from __future__ import annotations
 import os
 import re
 import socket
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
 from pointsup.engine.config import DEVICE_PATTERN
+from pointsup.errors import PointsupError
 
 #: Overrides the backend :func:`init_distributed` picks (``nccl`` on CUDA, ``gloo`` otherwise).
 BACKEND_ENV = "POINTSUP_DIST_BACKEND"
 
 
-class DeviceError(ValueError):
+class DeviceError(PointsupError, ValueError):
     """The device asked for does not exist on this machine (or the name is not a device)."""
 
 
-class LaunchError(RuntimeError):
+class LaunchError(PointsupError, RuntimeError):
     """A process started by :func:`launch` failed; the message names its rank."""
 
     def __init__(self, rank: int, message: str):
@@ -93,8 +95,10 @@ def resolve_device(preference: str, local_rank: int | None = None) -> torch.devi
         raise DeviceError("device 'mps' was asked for, but this machine has no Apple GPU")
     if preference.startswith("cuda"):
         if not torch.cuda.is_available():
-            raise DeviceError(f"device {preference!r} was asked for, but CUDA is not available on this machine "
-                              "(use device cpu, or auto to take a GPU when there is one)")
+            raise DeviceError(
+                f"device {preference!r} was asked for, but CUDA is not available on this machine "
+                "(use device cpu, or auto to take a GPU when there is one)"
+            )
         if local_rank is not None:
             if local_rank >= torch.cuda.device_count():
                 raise DeviceError(f"local rank {local_rank} has no GPU: only {torch.cuda.device_count()} visible")

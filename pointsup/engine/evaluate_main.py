@@ -30,5 +30,12 @@ def evaluate_checkpoint(config: Config, weights: str | Path, output_dir: str | P
     model = model_for_checkpoint(config, num_classes_for(config, dataset))
     load(weights, model, restore_rng=False)
     model.to(context.device)
-    return evaluate(model, dataset, test_transforms(config), context, evaluation_output_dir(weights, output_dir), config.test.max_eval_images,
-                    num_workers=min(config.data.num_workers, 2))
+    return evaluate(
+        model,
+        dataset,
+        test_transforms(config),
+        context,
+        evaluation_output_dir(weights, output_dir),
+        config.test.max_eval_images,
+        num_workers=min(config.data.num_workers, 2),
+    )

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import torch
 from torch import nn
@@ -32,8 +32,15 @@ class _FirstItems(torch.utils.data.Dataset):
         return self.dataset[index]
 
 
-def run_inference(model: nn.Module, dataset: torch.utils.data.Dataset, transforms: Compose, context: DistributedContext,
-                  on_detections: Callable[[Sample, Detections], None], num_workers: int = 0, desc: str = "inference") -> None:
+def run_inference(
+    model: nn.Module,
+    dataset: torch.utils.data.Dataset,
+    transforms: Compose,
+    context: DistributedContext,
+    on_detections: Callable[[Sample, Detections], None],
+    num_workers: int = 0,
+    desc: str = "inference",
+) -> None:
     """Predict every image of this process's shard and hand each result to ``on_detections``.
 
     The model is put in eval mode for the duration and restored afterwards.
@@ -53,14 +60,23 @@ def run_inference(model: nn.Module, dataset: torch.utils.data.Dataset, transform
 
 def _to_cpu(detections: Detections) -> Detections:
     return Detections(
-        boxes=detections.boxes.float().cpu(), scores=detections.scores.float().cpu(), classes=detections.classes.cpu(),
+        boxes=detections.boxes.float().cpu(),
+        scores=detections.scores.float().cpu(),
+        classes=detections.classes.cpu(),
         mask_probs=None if detections.mask_probs is None else detections.mask_probs.float().cpu(),
         image_size=detections.image_size,
     )
 
 
-def evaluate(model: nn.Module, dataset: InstanceDataset, transforms: Compose, context: DistributedContext,
-             output_dir: Path | None, max_images: int | None = None, num_workers: int = 0) -> dict:
+def evaluate(
+    model: nn.Module,
+    dataset: InstanceDataset,
+    transforms: Compose,
+    context: DistributedContext,
+    output_dir: Path | None,
+    max_images: int | None = None,
+    num_workers: int = 0,
+) -> dict:
     """COCO box and mask AP of ``model`` on ``dataset`` (whose JSON must carry real masks).
 
     Returns:

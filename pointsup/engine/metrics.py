@@ -13,8 +13,9 @@ import math
 import os
 import statistics
 from collections import deque
+from collections.abc import Mapping
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Mapping
+from typing import IO, TYPE_CHECKING
 
 import msgspec
 

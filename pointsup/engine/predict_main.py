@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from pointsup.engine.config import load_config
 from pointsup.engine.predictor import coco_results, load_trained_model, predict_files
 from pointsup.evaluation.overlay import save_overlay
 from pointsup.utils.atomic import write_json_atomic
 from pointsup.utils.progress import progress
-
 
 #: The COCO results file :func:`predict_to_folder` writes into its output folder.
 PREDICTIONS_FILE = "predictions.json"
@@ -20,11 +19,20 @@ def output_files(images: Sequence[str | Path], output_dir: str | Path) -> list[P
     """The files :func:`predict_to_folder` writes: one ``NNNN_<stem>_pred.png`` overlay per image
     (``NNNN`` its position in ``images``), then ``predictions.json``."""
     output = Path(output_dir)
-    return [*(output / f"{index:04d}_{Path(image).stem}_pred.png" for index, image in enumerate(images)), output / PREDICTIONS_FILE]
+    return [
+        *(output / f"{index:04d}_{Path(image).stem}_pred.png" for index, image in enumerate(images)),
+        output / PREDICTIONS_FILE,
+    ]
 
 
-def predict_to_folder(weights: str | Path, images: Sequence[str | Path], output_dir: str | Path, score_threshold: float = 0.5,
-                      device: str = "auto", config_path: str | Path | None = None) -> Path:
+def predict_to_folder(
+    weights: str | Path,
+    images: Sequence[str | Path],
+    output_dir: str | Path,
+    score_threshold: float = 0.5,
+    device: str = "auto",
+    config_path: str | Path | None = None,
+) -> Path:
     """Predict every image; write ``predictions.json`` (COCO results, ``image_id`` = position in
     ``images``, plus an ``images`` list naming the files) and the overlays of :func:`output_files`.
 
@@ -35,7 +43,9 @@ def predict_to_folder(weights: str | Path, images: Sequence[str | Path], output_
     targets = output_files(images, output_dir)
     targets[-1].parent.mkdir(parents=True, exist_ok=True)
     results, files = [], []
-    for index, (path, sample, detections) in enumerate(progress(predict_files(trained, images), total=len(images), desc="predict", unit="img")):
+    for index, (path, sample, detections) in enumerate(
+        progress(predict_files(trained, images), total=len(images), desc="predict", unit="img")
+    ):
         results.extend(coco_results(detections, index, trained.label_to_category_id, score_threshold))
         files.append({"id": index, "file_name": str(path), "height": detections.image_size[0], "width": detections.image_size[1]})
         save_overlay(targets[index], sample.image, detections, trained.category_names, score_threshold)

@@ -6,9 +6,9 @@ weights file alone rebuilds the model.
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Sequence
 
 import numpy as np
 import torch
@@ -48,8 +48,10 @@ def load_trained_model(weights: str | Path, device: str = "auto", config: Config
     payload = read_checkpoint(path)
     extra = payload.get("extra", {})
     if "config" not in extra or "num_classes" not in extra:
-        raise CheckpointError(f"{path}: not a checkpoint written by `pointsup train` (no config / class names inside); "
-                              "pass the training config with --config")
+        raise CheckpointError(
+            f"{path}: not a checkpoint written by `pointsup train` (no config / class names inside); "
+            "pass the training config with --config"
+        )
     config = config or config_from_dict(extra["config"])
     model = model_for_checkpoint(config, int(extra["num_classes"]))
     load_model_state(model, payload["model"], strict=True, path=path)
@@ -64,23 +66,35 @@ def predict_files(trained: TrainedModel, paths: Sequence[str | Path]) -> Iterato
     transforms = build_test_transforms(trained.config.data.min_size_test, trained.config.data.max_size_test)
     for index, path in enumerate(paths):
         image = read_image(path)
-        sample = Sample(image=image, image_id=index, file_name=str(path), original_size=(int(image.shape[1]), int(image.shape[2])))
+        sample = Sample(
+            image=image, image_id=index, file_name=str(path), original_size=(int(image.shape[1]), int(image.shape[2]))
+        )
         resized = transforms(sample, np.random.default_rng(0))
         with torch.inference_mode():
             detections = trained.model([resized])[0]
         yield Path(path), sample, detections
 
 
-def coco_results(detections: Detections, image_id: int, label_to_category_id: Sequence[int], score_threshold: float) -> list[dict]:
+def coco_results(
+    detections: Detections, image_id: int, label_to_category_id: Sequence[int], score_threshold: float
+) -> list[dict]:
     """COCO result entries (bbox xywh, score, category_id, segmentation RLE) above a score."""
     keep = detections.scores >= score_threshold
     boxes, scores, classes = detections.boxes[keep].cpu(), detections.scores[keep].cpu(), detections.classes[keep].cpu()
-    rles = masks_to_rles(detections.mask_probs[keep].cpu(), boxes, detections.image_size) if detections.mask_probs is not None else None
+    rles = (
+        masks_to_rles(detections.mask_probs[keep].cpu(), boxes, detections.image_size)
+        if detections.mask_probs is not None
+        else None
+    )
     results = []
     for k in range(len(boxes)):
         x0, y0, x1, y1 = boxes[k].tolist()
-        entry = {"image_id": image_id, "category_id": int(label_to_category_id[int(classes[k])]),
-                 "bbox": [x0, y0, x1 - x0, y1 - y0], "score": float(scores[k])}
+        entry = {
+            "image_id": image_id,
+            "category_id": int(label_to_category_id[int(classes[k])]),
+            "bbox": [x0, y0, x1 - x0, y1 - y0],
+            "score": float(scores[k]),
+        }
         if rles is not None:
             entry["segmentation"] = rles[k]
         results.append(entry)

@@ -21,6 +21,7 @@ from pointsup.data.dataset import InstanceDataset
 from pointsup.data.loader import build_test_loader
 from pointsup.data.transforms import build_test_transforms
 from pointsup.engine.predictor import TrainedModel
+from pointsup.errors import PointsupError
 from pointsup.modeling.mask_rcnn import MaskRCNN
 from pointsup.modeling.postprocess import masks_to_rles
 from pointsup.points.agreement import mask_values_at_points
@@ -29,12 +30,11 @@ from pointsup.points.rle import segmentation_to_rle
 from pointsup.structures.instances import Sample
 from pointsup.utils.progress import progress
 
-
 #: How far (pixels) a box corner of the reference may lie from the dataset's for the same annotation id.
 REFERENCE_BOX_TOLERANCE = 1.0
 
 
-class PseudoLabelError(ValueError):
+class PseudoLabelError(PointsupError, ValueError):
     """The model, the dataset and the reference do not fit together (categories, missing mask
     head, a reference file of other images or objects)."""
 
@@ -69,8 +69,10 @@ class PseudoLabelReport:
 
 def _check_model_fits(trained: TrainedModel, dataset: InstanceDataset) -> None:
     if not isinstance(trained.model, MaskRCNN):
-        raise PseudoLabelError(f"pseudo-labelling segments given boxes, which needs a Mask R-CNN-family model "
-                               f"(PointRend, Implicit PointRend included), not {type(trained.model).__name__}")
+        raise PseudoLabelError(
+            f"pseudo-labelling segments given boxes, which needs a Mask R-CNN-family model "
+            f"(PointRend, Implicit PointRend included), not {type(trained.model).__name__}"
+        )
     if trained.model.roi_heads.point_mask_head is None:
         raise PseudoLabelError("the model has no mask head: nothing to pseudo-label with")
     if dataset.label_to_category_id != list(trained.label_to_category_id):
@@ -87,8 +89,9 @@ def _to_original(boxes: torch.Tensor, sample: Sample) -> torch.Tensor:
     return boxes * boxes.new_tensor([original_width / width, original_height / height] * 2)
 
 
-def predict_pseudo_masks(trained: TrainedModel, dataset_json: str | Path, image_root: str | Path,
-                         show_progress: bool = True) -> dict[int, dict]:
+def predict_pseudo_masks(
+    trained: TrainedModel, dataset_json: str | Path, image_root: str | Path, show_progress: bool = True
+) -> dict[int, dict]:
     """A compressed RLE (``{"size": [H, W], "counts": str}``) for every non-crowd instance with a
     usable box, keyed by annotation id.
 
@@ -104,6 +107,7 @@ def predict_pseudo_masks(trained: TrainedModel, dataset_json: str | Path, image_
     config = trained.config.data
     loader = build_test_loader(dataset, build_test_transforms(config.min_size_test, config.max_size_test), num_workers=0)
     model = trained.model.eval()
+    assert isinstance(model, MaskRCNN)  # _check_model_fits
     masks: dict[int, dict] = {}
     with torch.inference_mode():
         for (sample,) in progress(loader, total=len(loader), desc="pseudo-label", unit="img", enabled=show_progress):
@@ -197,29 +201,41 @@ def reference_mismatch(dataset: PointDataset, reference: PointDataset) -> str | 
         if other is None:
             return f"image id {image_id} ({image.file_name}) of {ours} is not in {theirs}"
         if (other.file_name, other.width, other.height) != (image.file_name, image.width, image.height):
-            return (f"image id {image_id} is {image.file_name} ({image.width}x{image.height}) in {ours} "
-                    f"but {other.file_name} ({other.width}x{other.height}) in {theirs}")
+            return (
+                f"image id {image_id} is {image.file_name} ({image.width}x{image.height}) in {ours} "
+                f"but {other.file_name} ({other.width}x{other.height}) in {theirs}"
+            )
     by_id = {instance.annotation_id: instance for instance in reference.instances}
     shared = 0
     for instance in dataset.instances:
-        other = by_id.get(instance.annotation_id)
-        if other is None:
+        other_instance = by_id.get(instance.annotation_id)
+        if other_instance is None:
             continue
         shared += 1
-        if other.image_id != instance.image_id:
-            return (f"annotation id {instance.annotation_id} is on image id {instance.image_id} in {ours} "
-                    f"but on image id {other.image_id} in {theirs}")
-        if np.abs(other.box_xyxy - instance.box_xyxy).max() > REFERENCE_BOX_TOLERANCE:
-            return (f"annotation id {instance.annotation_id} has box {_box_text(instance)} in {ours} but {_box_text(other)} "
-                    f"in {theirs} (more than {REFERENCE_BOX_TOLERANCE:g} px apart)")
+        if other_instance.image_id != instance.image_id:
+            return (
+                f"annotation id {instance.annotation_id} is on image id {instance.image_id} in {ours} "
+                f"but on image id {other_instance.image_id} in {theirs}"
+            )
+        if np.abs(other_instance.box_xyxy - instance.box_xyxy).max() > REFERENCE_BOX_TOLERANCE:
+            return (
+                f"annotation id {instance.annotation_id} has box {_box_text(instance)} in {ours} but {_box_text(other_instance)} "
+                f"in {theirs} (more than {REFERENCE_BOX_TOLERANCE:g} px apart)"
+            )
     if shared == 0 and dataset.instances:
         return f"no annotation id of {ours} is in {theirs}"
     return None
 
 
-def pseudo_label(trained: TrainedModel, dataset_json: str | Path, image_root: str | Path, output: str | Path,
-                 reference_json: str | Path | None = None, weights: str | Path | None = None,
-                 show_progress: bool = True) -> PseudoLabelReport:
+def pseudo_label(
+    trained: TrainedModel,
+    dataset_json: str | Path,
+    image_root: str | Path,
+    output: str | Path,
+    reference_json: str | Path | None = None,
+    weights: str | Path | None = None,
+    show_progress: bool = True,
+) -> PseudoLabelReport:
     """Write ``output``: ``dataset_json`` with a pseudo mask on every non-crowd instance.
 
     Args:
@@ -244,8 +260,11 @@ def pseudo_label(trained: TrainedModel, dataset_json: str | Path, image_root: st
     if reference is None and any(inst.segmentation is not None for inst in source.instances if not inst.is_crowd):
         reference = source  # its own masks: with_pseudo_masks leaves it unchanged
     masks = predict_pseudo_masks(trained, dataset_json, image_root, show_progress)
-    provenance = {"source": str(dataset_json), "weights": str(weights) if weights else None,
-                  "mask_head": trained.config.model.mask_head}
+    provenance = {
+        "source": str(dataset_json),
+        "weights": str(weights) if weights else None,
+        "mask_head": trained.config.model.mask_head,
+    }
     result, empty = with_pseudo_masks(source, masks, provenance)
     save_point_dataset(result, output)
     instances = [inst for inst in result.instances if not inst.is_crowd]

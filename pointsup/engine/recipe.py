@@ -28,15 +28,16 @@ the config file (inheriting from a shipped CPU recipe, the reason above each set
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable, Literal
+from typing import Any, Literal
 
 import numpy as np
 
 from pointsup.data.transforms import shortest_edge_size
 from pointsup.engine.config import ModelConfig
-from pointsup.engine.solver import MAX_WARMUP_ITERS, STEP_FRACTIONS, WARMUP_FRACTION, rescaled_schedule
 from pointsup.engine.recipe_stats import DatasetStatistics, Percentiles, dataset_statistics, resized_object_sizes
+from pointsup.engine.solver import MAX_WARMUP_ITERS, STEP_FRACTIONS, WARMUP_FRACTION, rescaled_schedule
 
 __all__ = ["DatasetStatistics", "IterationCost", "Recipe", "dataset_statistics", "pixel_cost_model", "propose_recipe"]
 
@@ -93,8 +94,9 @@ def train_sizes(short_side: int) -> list[int]:
     return sorted(sizes)
 
 
-def pixel_cost_model(seconds_at_reference: float = SECONDS_PER_ITERATION_LITE0_MASK_RCNN,
-                     reference_pixels: float = REFERENCE_PIXELS) -> IterationCost:
+def pixel_cost_model(
+    seconds_at_reference: float = SECONDS_PER_ITERATION_LITE0_MASK_RCNN, reference_pixels: float = REFERENCE_PIXELS
+) -> IterationCost:
     """Seconds per iteration growing linearly with the input pixels per image."""
     if not seconds_at_reference > 0:
         raise ValueError(f"seconds per iteration must be positive, got {seconds_at_reference}")
@@ -150,8 +152,11 @@ class Recipe:
 
     def settings(self) -> dict[str, Any]:
         """Dotted config key -> proposed value, in the order the YAML lists them."""
-        model: dict[str, Any] = ({"model.anchor_sizes": self.anchor_sizes} if self.anchor_sizes is not None
-                                 else {"model.condinst_sizes_of_interest": self.condinst_sizes_of_interest})
+        model: dict[str, Any] = (
+            {"model.anchor_sizes": self.anchor_sizes}
+            if self.anchor_sizes is not None
+            else {"model.condinst_sizes_of_interest": self.condinst_sizes_of_interest}
+        )
         return {
             **model,
             "model.detections_per_image": self.detections_per_image,
@@ -184,12 +189,16 @@ def _choose_short_side(stats: DatasetStatistics, budget_iterations: Callable[[in
     affordable = [size for size in candidates if budget_iterations(size) >= MIN_ITERATIONS] or candidates[:1]
     chosen = min(wanted, affordable[-1])
     after = resized[chosen]
-    why = (f"short side {chosen} (images' median short side {native:.0f} px, scale {chosen / native:.2f}): "
-           f"median object {original.p50:.0f} -> {after.p50:.0f} px (want >= {MIN_MEDIAN_OBJECT_PX:.0f}), "
-           f"10th percentile {original.p10:.0f} -> {after.p10:.1f} px (want >= {MIN_SMALL_OBJECT_PX:.0f})")
+    why = (
+        f"short side {chosen} (images' median short side {native:.0f} px, scale {chosen / native:.2f}): "
+        f"median object {original.p50:.0f} -> {after.p50:.0f} px (want >= {MIN_MEDIAN_OBJECT_PX:.0f}), "
+        f"10th percentile {original.p10:.0f} -> {after.p10:.1f} px (want >= {MIN_SMALL_OBJECT_PX:.0f})"
+    )
     if chosen < wanted:
-        why += (f"; {wanted} would leave fewer than {MIN_ITERATIONS} iterations in the budget "
-                f"({budget_iterations(wanted)}), so the budget caps it")
+        why += (
+            f"; {wanted} would leave fewer than {MIN_ITERATIONS} iterations in the budget "
+            f"({budget_iterations(wanted)}), so the budget caps it"
+        )
     elif not median_ok:
         limit = f"{MAX_UPSCALE:g}x upscaling" if tiny and cap < MAX_SHORT_SIDE else f"the largest size {cap}"
         why += f"; no size up to {limit} reaches {MIN_MEDIAN_OBJECT_PX:.0f} px"
@@ -227,17 +236,31 @@ def _anchor_decision(resized: Percentiles, architecture: str) -> _Decision:
     small = f"10th-percentile object {resized.p10:.1f} px after resizing"
     if architecture == "condinst":
         scales = [float(s * factor) for s in DEFAULT_SIZES_OF_INTEREST]
-        why = (f"{small}: objects at {factor:g}x the COCO scale (smallest anchor {smallest} vs {DEFAULT_ANCHOR_SIZES[0]}), "
-               f"so the COCO defaults x {factor:g}")
-        return _Decision({"model.condinst_sizes_of_interest": scales}, {"model.condinst_sizes_of_interest": why},
-                         f"relative-coordinate scales: {scales}: {why}")
-    why = (f"{small} -> smallest anchor {smallest}, doubling per level (p2-p6); "
-           f"90th percentile {resized.p90:.0f} px vs largest anchor {anchors[-1]}")
+        why = (
+            f"{small}: objects at {factor:g}x the COCO scale (smallest anchor {smallest} vs {DEFAULT_ANCHOR_SIZES[0]}), "
+            f"so the COCO defaults x {factor:g}"
+        )
+        return _Decision(
+            {"model.condinst_sizes_of_interest": scales},
+            {"model.condinst_sizes_of_interest": why},
+            f"relative-coordinate scales: {scales}: {why}",
+        )
+    why = (
+        f"{small} -> smallest anchor {smallest}, doubling per level (p2-p6); "
+        f"90th percentile {resized.p90:.0f} px vs largest anchor {anchors[-1]}"
+    )
     return _Decision({"model.anchor_sizes": anchors}, {"model.anchor_sizes": why}, f"anchors: {anchors}: {why}")
 
 
-def _schedule_decision(stats: DatasetStatistics, budget_minutes: float, per_iteration: float, ims_per_batch: int,
-                       default_cost: bool, architecture: str, mask_head: str) -> _Decision:
+def _schedule_decision(
+    stats: DatasetStatistics,
+    budget_minutes: float,
+    per_iteration: float,
+    ims_per_batch: int,
+    default_cost: bool,
+    architecture: str,
+    mask_head: str,
+) -> _Decision:
     """As many iterations as the budget fits, at most :data:`TARGET_EPOCHS` epochs, at least
     :data:`MIN_ITERATIONS`; steps, warmup and checkpoints in proportion."""
     fit = int(budget_minutes * 60.0 // per_iteration)
@@ -257,9 +280,11 @@ def _schedule_decision(stats: DatasetStatistics, budget_minutes: float, per_iter
     estimate = f"{per_iteration:.2f} s/iteration"
     if default_cost and (architecture, mask_head) != ("mask_rcnn", "maskrcnn"):
         estimate += " (the Mask R-CNN estimate: measure this model's and pass it)"
-    why = (f"{max_iter} iterations x {ims_per_batch} images = {epochs:.1f} epochs of {stats.num_train_images} training "
-           f"images, about {max_iter * per_iteration / 60:.0f} min at {estimate}; the {budget_minutes:g}-min budget "
-           f"fits {fit}, {TARGET_EPOCHS:g} epochs need {for_epochs} ({limit})")
+    why = (
+        f"{max_iter} iterations x {ims_per_batch} images = {epochs:.1f} epochs of {stats.num_train_images} training "
+        f"images, about {max_iter * per_iteration / 60:.0f} min at {estimate}; the {budget_minutes:g}-min budget "
+        f"fits {fit}, {TARGET_EPOCHS:g} epochs need {for_epochs} ({limit})"
+    )
     settings = {"solver.ims_per_batch": ims_per_batch, **schedule, "solver.checkpoint_period": period}
     comments = {
         "solver.ims_per_batch": "the CPU batch the time estimate assumes",
@@ -275,19 +300,26 @@ def _detections_decision(stats: DatasetStatistics) -> _Decision:
     dense = stats.instances_per_image.p99
     detections = max(MIN_DETECTIONS, math.ceil(DETECTIONS_PER_DENSE_IMAGE * dense))
     why = f"max({MIN_DETECTIONS}, {DETECTIONS_PER_DENSE_IMAGE:g} x {dense:.1f}, the 99th percentile of objects per image)"
-    return _Decision({"model.detections_per_image": detections}, {"model.detections_per_image": why},
-                     f"detections per image: {detections} = {why}")
+    return _Decision(
+        {"model.detections_per_image": detections},
+        {"model.detections_per_image": why},
+        f"detections per image: {detections} = {why}",
+    )
 
 
 def _warnings(stats: DatasetStatistics, budget_minutes: float, max_iter: int, per_iteration: float) -> list[str]:
     warnings = []
     if stats.num_instances_with_points < stats.num_instances:
-        warnings.append(f"{stats.num_instances - stats.num_instances_with_points} of {stats.num_instances} objects carry no "
-                        "point_coords/point_labels, and the recipe trains on points: add them with `pointsup simulate` "
-                        "(from masks) or `pointsup annotate`, or train with supervision=masks")
+        warnings.append(
+            f"{stats.num_instances - stats.num_instances_with_points} of {stats.num_instances} objects carry no "
+            "point_coords/point_labels, and the recipe trains on points: add them with `pointsup simulate` "
+            "(from masks) or `pointsup annotate`, or train with supervision=masks"
+        )
     if max_iter * per_iteration > budget_minutes * 60.0:
-        warnings.append(f"the floor of {MIN_ITERATIONS} iterations takes about {max_iter * per_iteration / 60:.0f} min, "
-                        f"more than the {budget_minutes:g}-min budget")
+        warnings.append(
+            f"the floor of {MIN_ITERATIONS} iterations takes about {max_iter * per_iteration / 60:.0f} min, "
+            f"more than the {budget_minutes:g}-min budget"
+        )
     return warnings
 
 
@@ -330,25 +362,39 @@ def propose_recipe(
     long, sizes = long_side_for(short, aspect), train_sizes(short)
     size = _Decision(
         {"data.min_size_train": sizes, "data.max_size_train": long, "data.min_size_test": short, "data.max_size_test": long},
-        {"data.min_size_test": size_reason, "data.max_size_test": f"{short} x the median aspect ratio {aspect:.2f}",
-         "data.min_size_train": f"{' / '.join(f'{f:g}' for f in TRAIN_SCALE_FACTORS)} x {short}, multiples of {SIZE_STEP}",
-         "data.max_size_train": "as at test time"},
+        {
+            "data.min_size_test": size_reason,
+            "data.max_size_test": f"{short} x the median aspect ratio {aspect:.2f}",
+            "data.min_size_train": f"{' / '.join(f'{f:g}' for f in TRAIN_SCALE_FACTORS)} x {short}, multiples of {SIZE_STEP}",
+            "data.max_size_train": "as at test time",
+        },
         f"input size: {size_reason}; long side at most {long} ({short} x median aspect {aspect:.2f}); training short sides {sizes}",
     )
     per_iteration = seconds_at(short)
     anchors = _anchor_decision(resized_object_sizes(stats, short, long), architecture)
-    schedule = _schedule_decision(stats, budget_minutes, per_iteration, ims_per_batch, seconds_per_iteration is None,
-                                  architecture, mask_head)
+    schedule = _schedule_decision(
+        stats, budget_minutes, per_iteration, ims_per_batch, seconds_per_iteration is None, architecture, mask_head
+    )
     detections = _detections_decision(stats)
     decisions = [size, anchors, schedule, detections]
     settings = {key: value for decision in decisions for key, value in decision.settings.items()}
     return Recipe(
-        architecture=architecture, mask_head=mask_head, backbone=backbone,
-        min_size_train=sizes, max_size_train=long, min_size_test=short, max_size_test=long,
-        anchor_sizes=settings.get("model.anchor_sizes"), condinst_sizes_of_interest=settings.get("model.condinst_sizes_of_interest"),
-        detections_per_image=settings["model.detections_per_image"], ims_per_batch=ims_per_batch,
-        max_iter=settings["solver.max_iter"], steps=settings["solver.steps"], warmup_iters=settings["solver.warmup_iters"],
-        checkpoint_period=settings["solver.checkpoint_period"], seconds_per_iteration=per_iteration,
+        architecture=architecture,
+        mask_head=mask_head,
+        backbone=backbone,
+        min_size_train=sizes,
+        max_size_train=long,
+        min_size_test=short,
+        max_size_test=long,
+        anchor_sizes=settings.get("model.anchor_sizes"),
+        condinst_sizes_of_interest=settings.get("model.condinst_sizes_of_interest"),
+        detections_per_image=settings["model.detections_per_image"],
+        ims_per_batch=ims_per_batch,
+        max_iter=settings["solver.max_iter"],
+        steps=settings["solver.steps"],
+        warmup_iters=settings["solver.warmup_iters"],
+        checkpoint_period=settings["solver.checkpoint_period"],
+        seconds_per_iteration=per_iteration,
         epochs=settings["solver.max_iter"] * ims_per_batch / stats.num_train_images,
         reasons=[decision.reason for decision in decisions],
         comments={key: text for decision in decisions for key, text in decision.comments.items()},

@@ -30,7 +30,7 @@ class Percentiles:
     p99: float
 
     @classmethod
-    def of(cls, values: np.ndarray) -> "Percentiles":
+    def of(cls, values: np.ndarray) -> Percentiles:
         values = np.asarray(values, dtype=np.float64)
         if values.size == 0:
             return cls(math.nan, math.nan, math.nan, math.nan)
@@ -154,12 +154,14 @@ def resized_object_sizes(stats: DatasetStatistics, short_side: int, max_size: in
 def format_statistics(stats: DatasetStatistics) -> str:
     """The statistics as three lines of text."""
     categories = "category" if stats.num_categories == 1 else "categories"
-    return "\n".join([
-        f"dataset {stats.source}: {stats.num_images} images ({stats.num_train_images} with objects), "
-        f"{stats.num_instances} objects of {stats.num_categories} {categories} "
-        f"({stats.num_declared_categories} declared), {stats.num_crowd} crowd regions",
-        f"  percentiles 10 / 50 / 90: image short side {stats.short_side.format()}, long side "
-        f"{stats.long_side.format()} (median aspect ratio {stats.aspect_ratio.p50:.2f})",
-        f"  object size sqrt(box area) {stats.object_size.format()}; objects per image "
-        f"{stats.instances_per_image.format('')} (99th percentile {stats.instances_per_image.p99:.0f})",
-    ])
+    return "\n".join(
+        [
+            f"dataset {stats.source}: {stats.num_images} images ({stats.num_train_images} with objects), "
+            f"{stats.num_instances} objects of {stats.num_categories} {categories} "
+            f"({stats.num_declared_categories} declared), {stats.num_crowd} crowd regions",
+            f"  percentiles 10 / 50 / 90: image short side {stats.short_side.format()}, long side "
+            f"{stats.long_side.format()} (median aspect ratio {stats.aspect_ratio.p50:.2f})",
+            f"  object size sqrt(box area) {stats.object_size.format()}; objects per image "
+            f"{stats.instances_per_image.format('')} (99th percentile {stats.instances_per_image.p99:.0f})",
+        ]
+    )

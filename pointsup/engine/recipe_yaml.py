@@ -18,9 +18,10 @@ import yaml
 from pointsup.engine.config import BASE_KEY, Config, load_config
 from pointsup.engine.recipe import Recipe
 from pointsup.engine.recipe_stats import DatasetStatistics, format_statistics
+from pointsup.engine.shipped_configs import CONFIGS_DIR
 
 #: The repository's CPU recipes, which proposed recipes inherit from.
-CPU_CONFIGS_DIR = Path(__file__).resolve().parents[2] / "configs" / "cpu"
+CPU_CONFIGS_DIR = CONFIGS_DIR / "cpu"
 #: Shipped base recipe per (architecture, mask head); ``{tag}`` is the backbone's tag.
 BASE_RECIPES: dict[tuple[str, str], str] = {
     ("mask_rcnn", "maskrcnn"): "balloon_{tag}_points.yaml",
@@ -50,12 +51,20 @@ def _comment(text: str, indent: str) -> list[str]:
     return [f"{indent}# {line}" for line in textwrap.wrap(text, width=100 - len(indent))]
 
 
-def recipe_yaml(recipe: Recipe, base: str | os.PathLike[str], train_json: str | os.PathLike[str],
-                train_images: str | os.PathLike[str], stats: DatasetStatistics | None = None) -> str:
+def recipe_yaml(
+    recipe: Recipe,
+    base: str | os.PathLike[str],
+    train_json: str | os.PathLike[str],
+    train_images: str | os.PathLike[str],
+    stats: DatasetStatistics | None = None,
+) -> str:
     """The recipe as a config file: ``_base_`` (made absolute), then each proposed setting and
     the training data, with its reason in a comment above it."""
-    settings = {**recipe.settings(), "data.train_json": str(Path(train_json).resolve()),
-                "data.train_images": str(Path(train_images).resolve())}
+    settings = {
+        **recipe.settings(),
+        "data.train_json": str(Path(train_json).resolve()),
+        "data.train_images": str(Path(train_images).resolve()),
+    }
     comments = {**recipe.comments, "data.train_json": "the dataset this recipe was fitted to"}
     header = f"Proposed by `pointsup recipe` for {recipe.architecture}"
     header += f" ({recipe.mask_head} head)" if recipe.architecture == "mask_rcnn" else ""

@@ -11,8 +11,8 @@ from __future__ import annotations
 import fnmatch
 import os
 import time
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Iterable, Sequence
 
 from pointsup.engine.checkpoint import LAST_CHECKPOINT_FILE
 from pointsup.engine.config import Config
@@ -77,8 +77,12 @@ def training_inputs(config: Config) -> list[Path]:
     return [Path(value) for value in values if value]
 
 
-def refuse_inputs_in_run(folder: str | os.PathLike[str], inputs: Iterable[str | os.PathLike[str] | None], option: str,
-                         named: str | os.PathLike[str] | None = None) -> None:
+def refuse_inputs_in_run(
+    folder: str | os.PathLike[str],
+    inputs: Iterable[str | os.PathLike[str] | None],
+    option: str,
+    named: str | os.PathLike[str] | None = None,
+) -> None:
     """Raise :class:`OutputOverInputError` when one of ``inputs`` is a file that a run in ``folder``
     writes, moves aside or deletes (a checkpoint, ``config.yaml``, ``eval/...``).
 

@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 from pointsup.engine.config import Config, ConfigError, load_config
 from pointsup.engine.distributed import launch
@@ -78,8 +78,10 @@ def selftrain_configs(config_path: str | Path, overrides: Sequence[str], pseudo_
     """
     points = load_config(config_path, overrides)
     if points.supervision != "points":
-        raise ConfigError(f"{config_path}: self-training starts from a point-supervised recipe (supervision: points), "
-                          f"got supervision: {points.supervision}")
+        raise ConfigError(
+            f"{config_path}: self-training starts from a point-supervised recipe (supervision: points), "
+            f"got supervision: {points.supervision}"
+        )
     masks = load_config(config_path, [*overrides, "supervision=masks", f"data.train_json={pseudo_json}", "data.sample_points=0"])
     return points, masks
 
@@ -97,8 +99,14 @@ def _train_stage(config: Config, run_dir: Path, num_gpus: int, name: str) -> Non
     launch(train_main, num_gpus, (config, str(run_dir), True))
 
 
-def run_selftraining(config_path: str | Path, output_dir: str | Path, overrides: Sequence[str] = (), num_gpus: int = 1,
-                     device: str = "auto", reference_json: str | Path | None = None) -> SelfTrainingResult:
+def run_selftraining(
+    config_path: str | Path,
+    output_dir: str | Path,
+    overrides: Sequence[str] = (),
+    num_gpus: int = 1,
+    device: str = "auto",
+    reference_json: str | Path | None = None,
+) -> SelfTrainingResult:
     """Train on points, pseudo-label the training set, train on the pseudo masks.
 
     Args:

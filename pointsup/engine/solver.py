@@ -14,7 +14,8 @@ import bisect
 import logging
 import math
 import warnings
-from typing import Iterable, Literal, Sequence
+from collections.abc import Iterable, Sequence
+from typing import Literal
 
 import torch
 from torch import nn
@@ -51,8 +52,11 @@ def rescaled_schedule(max_iter: int) -> dict[str, int | list[int]]:
     if max_iter < 1:
         raise ValueError(f"max_iter must be positive, got {max_iter}")
     steps = sorted({step for step in (int(f * max_iter) for f in STEP_FRACTIONS) if 0 < step < max_iter})
-    return {"solver.max_iter": max_iter, "solver.steps": steps,
-            "solver.warmup_iters": min(MAX_WARMUP_ITERS, round(WARMUP_FRACTION * max_iter))}
+    return {
+        "solver.max_iter": max_iter,
+        "solver.steps": steps,
+        "solver.warmup_iters": min(MAX_WARMUP_ITERS, round(WARMUP_FRACTION * max_iter)),
+    }
 
 
 def schedule_overrides(max_iter: int) -> list[str]:
@@ -165,7 +169,7 @@ class WarmupMultiStepLR(LRScheduler):
     def _step_factor(self, iteration: int) -> float:
         return self.gamma ** bisect.bisect_right(self.steps, iteration)
 
-    def get_lr(self) -> list[float]:
+    def get_lr(self) -> list[float | torch.Tensor]:
         factor = self.lr_factor(self.last_epoch)
         return [base_lr * factor for base_lr in self.base_lrs]
 

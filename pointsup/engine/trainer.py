@@ -14,7 +14,7 @@ import random
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -23,14 +23,23 @@ from tqdm import tqdm
 
 from pointsup.data.loader import build_train_loader
 from pointsup.engine import checkpoint as checkpoints
-from pointsup.engine.builders import (build_train_dataset, build_val_dataset, check_same_categories, model_for_checkpoint,
-                                      model_from_config, num_classes_for, test_transforms, train_transforms)
+from pointsup.engine.builders import (
+    build_train_dataset,
+    build_val_dataset,
+    check_same_categories,
+    model_for_checkpoint,
+    model_from_config,
+    num_classes_for,
+    test_transforms,
+    train_transforms,
+)
 from pointsup.engine.config import Config, ConfigError, dump_config
 from pointsup.engine.distributed import DistributedContext, all_gather_object, init_distributed, reduce_dict
 from pointsup.engine.inference import evaluate
 from pointsup.engine.metrics import MetricsWriter, SmoothedValues
 from pointsup.engine.run_folder import CONFIG_FILE, EVAL_FOLDER, FINAL_METRICS_FILE
 from pointsup.engine.solver import WarmupMultiStepLR, build_optimizer, clip_gradients
+from pointsup.errors import PointsupError
 from pointsup.modeling.mask_rcnn import total_loss
 from pointsup.utils.atomic import write_json_atomic
 from pointsup.utils.progress import progress_enabled
@@ -38,7 +47,7 @@ from pointsup.utils.progress import progress_enabled
 log = logging.getLogger(__name__)
 
 
-class TrainingDiverged(RuntimeError):
+class TrainingDiverged(PointsupError, RuntimeError):
     """A loss or gradient became NaN/Inf; the message names the iteration and the last good checkpoint."""
 
 
@@ -85,8 +94,9 @@ def _wrap_distributed(model: nn.Module, config: Config, context: DistributedCont
     return nn.parallel.DistributedDataParallel(model, device_ids=device_ids, broadcast_buffers=False)
 
 
-def _check_finite(loss: torch.Tensor, outputs: dict[str, torch.Tensor], iteration: int, checkpoint_dir: Path,
-                  context: DistributedContext) -> None:
+def _check_finite(
+    loss: torch.Tensor, outputs: dict[str, torch.Tensor], iteration: int, checkpoint_dir: Path, context: DistributedContext
+) -> None:
     """Stop every process together when any of them saw a non-finite loss."""
     bad = torch.tensor([0.0 if torch.isfinite(loss) else 1.0], device=loss.device)
     if context.world_size > 1:
@@ -128,8 +138,9 @@ class Trainer:
         else:  # every weight comes from the checkpoint: no pretrained file is read
             model = model_for_checkpoint(config, self.num_classes)
         self.model = model.to(self.device)
-        self.optimizer = build_optimizer(self.model, config.solver.base_lr, config.solver.momentum,
-                                         config.solver.weight_decay, config.solver.weight_decay_norm)
+        self.optimizer = build_optimizer(
+            self.model, config.solver.base_lr, config.solver.momentum, config.solver.weight_decay, config.solver.weight_decay_norm
+        )
         self.scheduler = WarmupMultiStepLR.from_config(self.optimizer, config.solver)
         self.use_amp = config.solver.amp and self.device.type == "cuda"
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.use_amp) if self.use_amp else None
@@ -164,18 +175,34 @@ class Trainer:
     def save(self, iteration: int, name: int | str | None = None, metrics: dict | None = None) -> Path | None:
         if not self.context.is_main_process:
             return None
-        return self.checkpointer.save(iteration if name is None else name, self.model, self.optimizer, self.scheduler,
-                                      self.scaler, self.checkpoint_extra(iteration, metrics))
+        return self.checkpointer.save(
+            iteration if name is None else name,
+            self.model,
+            self.optimizer,
+            self.scheduler,
+            self.scaler,
+            self.checkpoint_extra(iteration, metrics),
+        )
 
     def evaluate(self, iteration: int) -> dict:
         if self.val_set is None:
             return {}
-        results = evaluate(self.ddp_model, self.val_set, test_transforms(self.config), self.context,
-                           evaluation_dir(self.output_dir, iteration), self.config.test.max_eval_images,
-                           num_workers=min(self.config.data.num_workers, 2))
+        results = evaluate(
+            self.ddp_model,
+            self.val_set,
+            test_transforms(self.config),
+            self.context,
+            evaluation_dir(self.output_dir, iteration),
+            self.config.test.max_eval_images,
+            num_workers=min(self.config.data.num_workers, 2),
+        )
         if self.context.is_main_process and results:
-            flat = {f"{task}/{name}": value for task, values in results.items() for name, value in values.items()
-                    if name != "per_category" and isinstance(value, float) and not math.isnan(value)}
+            flat = {
+                f"{task}/{name}": value
+                for task, values in results.items()
+                for name, value in values.items()
+                if name != "per_category" and isinstance(value, float) and not math.isnan(value)
+            }
             self.metrics.write(iteration, flat)
         return results
 
@@ -208,12 +235,25 @@ class Trainer:
         config, solver = self.config, self.config.solver
         if self.context.is_main_process:
             dump_config(self.config, self.output_dir / CONFIG_FILE)
-        loader = build_train_loader(self.train_set, train_transforms(config), _batch_size_per_process(config, self.context),
-                                    config.data.num_workers, self.seed, self.context.rank, self.context.world_size,
-                                    start_iter=self.start_iter)
+        loader = build_train_loader(
+            self.train_set,
+            train_transforms(config),
+            _batch_size_per_process(config, self.context),
+            config.data.num_workers,
+            self.seed,
+            self.context.rank,
+            self.context.world_size,
+            start_iter=self.start_iter,
+        )
         smoothed = SmoothedValues(window=config.log_period)
-        bar = tqdm(total=solver.max_iter, initial=self.start_iter, desc="train", unit="it", dynamic_ncols=True,
-                   disable=not (self.context.is_main_process and progress_enabled()))
+        bar = tqdm(
+            total=solver.max_iter,
+            initial=self.start_iter,
+            desc="train",
+            unit="it",
+            dynamic_ncols=True,
+            disable=not (self.context.is_main_process and progress_enabled()),
+        )
         self.ddp_model.train()
         results: dict = {}
         started = time.perf_counter()
@@ -225,17 +265,23 @@ class Trainer:
             done = iteration + 1
 
             logged = reduce_dict({k: v.detach().float() for k, v in outputs.items()})
-            logged["total_loss"] = sum(v for k, v in logged.items() if k.startswith("loss"))
+            logged["total_loss"] = cast(torch.Tensor, sum(v for k, v in logged.items() if k.startswith("loss")))
             smoothed.update({k: float(v) for k, v in logged.items()})
             mask_key = next((k for k in ("loss_mask", "loss_mask_point") if k in logged), None)
             bar.update(1)
-            bar.set_postfix(loss=f"{smoothed.median('total_loss'):.3f}",
-                            mask=f"{smoothed.median(mask_key):.3f}" if mask_key else None,
-                            acc=f"{smoothed.median('point_accuracy'):.2f}" if "point_accuracy" in logged else None,
-                            lr=f"{self.optimizer.param_groups[0]['lr']:.2g}", refresh=False)
+            bar.set_postfix(
+                loss=f"{smoothed.median('total_loss'):.3f}",
+                mask=f"{smoothed.median(mask_key):.3f}" if mask_key else None,
+                acc=f"{smoothed.median('point_accuracy'):.2f}" if "point_accuracy" in logged else None,
+                lr=f"{self.optimizer.param_groups[0]['lr']:.2g}",
+                refresh=False,
+            )
             if done % config.log_period == 0 or done == solver.max_iter:
                 scalars = {k: smoothed.median(k) for k in logged}
-                scalars.update(lr=self.optimizer.param_groups[0]["lr"], seconds_per_iter=(time.perf_counter() - started) / (done - self.start_iter))
+                scalars.update(
+                    lr=self.optimizer.param_groups[0]["lr"],
+                    seconds_per_iter=(time.perf_counter() - started) / (done - self.start_iter),
+                )
                 self.metrics.write(done, scalars)
             if done % solver.checkpoint_period == 0 and done < solver.max_iter:
                 self.save(done)
@@ -263,6 +309,10 @@ def train_main(config: Config, output_dir: str | Path, resume: bool) -> None:
     from pointsup.evaluation.coco_evaluator import format_ap_table
 
     result = train(config, output_dir, resume)
-    if result.metrics and torch.distributed.is_available() and (not torch.distributed.is_initialized() or torch.distributed.get_rank() == 0):
+    if (
+        result.metrics
+        and torch.distributed.is_available()
+        and (not torch.distributed.is_initialized() or torch.distributed.get_rank() == 0)
+    ):
         print(format_ap_table(result.metrics, title=f"{result.output_dir} after {result.iterations} iterations"))
         print(f"final weights: {result.final_checkpoint}")

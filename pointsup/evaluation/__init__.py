@@ -5,6 +5,11 @@ from pointsup.evaluation.mask_quality import MatchedMaskQuality, matched_mask_io
 from pointsup.evaluation.overlay import draw_detections, save_overlay
 
 __all__ = [
-    "COCOEvaluator", "MatchedMaskQuality", "draw_detections", "format_ap_table", "format_per_category_table",
-    "matched_mask_iou", "save_overlay",
+    "COCOEvaluator",
+    "MatchedMaskQuality",
+    "draw_detections",
+    "format_ap_table",
+    "format_per_category_table",
+    "matched_mask_iou",
+    "save_overlay",
 ]

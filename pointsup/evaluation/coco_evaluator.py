@@ -18,8 +18,9 @@ import contextlib
 import io
 import math
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import torch.distributed as dist
@@ -27,6 +28,7 @@ from pycocotools import mask as mask_utils
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
+from pointsup.errors import PointsupError
 from pointsup.modeling.postprocess import masks_to_rles
 from pointsup.points.format import read_coco_json
 from pointsup.points.rle import segmentation_to_rle
@@ -39,7 +41,7 @@ RESULTS_FILE = "coco_instances_results.json"
 METRICS_FILE = "metrics.json"
 
 
-class GroundTruthError(ValueError):
+class GroundTruthError(PointsupError, ValueError):
     """A ground-truth file that cannot serve the evaluation asked for (no masks for mask AP)."""
 
 
@@ -118,7 +120,9 @@ class COCOEvaluator:
         self.category_ids = np.asarray(list(label_to_category_id), dtype=np.int64)
         missing = sorted(set(self.category_ids.tolist()) - set(self.ground_truth.getCatIds()))
         if missing:
-            raise ValueError(f"{self.ground_truth_json}: label_to_category_id names category ids {missing} that the file does not define")
+            raise ValueError(
+                f"{self.ground_truth_json}: label_to_category_id names category ids {missing} that the file does not define"
+            )
         self._results: dict[int, list[dict[str, Any]]] = {}
 
     def reset(self) -> None:
@@ -150,14 +154,14 @@ class COCOEvaluator:
             return []
         labels = detections.classes.detach().cpu().numpy()
         if labels.min() < 0 or labels.max() >= len(self.category_ids):
-            raise ValueError(f"image id {image_id}: class labels must lie in [0, {len(self.category_ids)}), got {labels.min()}..{labels.max()}")
+            raise ValueError(
+                f"image id {image_id}: class labels must lie in [0, {len(self.category_ids)}), got {labels.min()}..{labels.max()}"
+            )
         boxes = detections.boxes.detach().float().cpu().numpy()
         xywh = np.concatenate([boxes[:, :2], boxes[:, 2:] - boxes[:, :2]], axis=1).tolist()
         scores = detections.scores.detach().float().cpu().numpy().tolist()
         category_ids = self.category_ids[labels].tolist()
-        results = [
-            {"image_id": image_id, "category_id": c, "bbox": b, "score": s} for c, b, s in zip(category_ids, xywh, scores)
-        ]
+        results = [{"image_id": image_id, "category_id": c, "bbox": b, "score": s} for c, b, s in zip(category_ids, xywh, scores)]
         if "segm" in self.tasks:
             if detections.mask_probs is None:
                 raise ValueError(f"image id {image_id}: the 'segm' task needs mask predictions, but the detections have none")
@@ -215,7 +219,7 @@ def _mask_areas(rles: list[dict[str, Any]]) -> list[float]:
     """Pixel counts of RLE masks."""
     areas: list[float] = []
     for start in range(0, len(rles), _AREA_CHUNK):
-        areas.extend(float(a) for a in mask_utils.area(rles[start:start + _AREA_CHUNK]))
+        areas.extend(float(a) for a in mask_utils.area(rles[start : start + _AREA_CHUNK]))
     return areas
 
 
@@ -225,7 +229,13 @@ def _result_coco(ground_truth: COCO, results: list[dict[str, Any]], task: str) -
     if task == "segm":
         areas = _mask_areas([r["segmentation"] for r in results])
     for number, result in enumerate(results, start=1):
-        ann = {"id": number, "image_id": result["image_id"], "category_id": result["category_id"], "score": result["score"], "iscrowd": 0}
+        ann = {
+            "id": number,
+            "image_id": result["image_id"],
+            "category_id": result["category_id"],
+            "score": result["score"],
+            "iscrowd": 0,
+        }
         if task == "bbox":
             ann["bbox"] = result["bbox"]
             ann["area"] = result["bbox"][2] * result["bbox"][3]
@@ -234,7 +244,11 @@ def _result_coco(ground_truth: COCO, results: list[dict[str, Any]], task: str) -
             ann["area"] = float(areas[number - 1])
         annotations.append(ann)
     detections = COCO()
-    detections.dataset = {"images": ground_truth.dataset["images"], "categories": ground_truth.dataset["categories"], "annotations": annotations}
+    detections.dataset = {
+        "images": ground_truth.dataset["images"],
+        "categories": ground_truth.dataset["categories"],
+        "annotations": annotations,
+    }
     with contextlib.redirect_stdout(io.StringIO()):
         detections.createIndex()
     return detections

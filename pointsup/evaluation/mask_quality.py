@@ -10,8 +10,9 @@ object, and the IoUs are averaged.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 from pycocotools import mask as mask_utils
@@ -26,8 +27,9 @@ class MatchedMaskQuality:
     matched: int
 
 
-def matched_mask_iou(ground_truth: COCO, results: Sequence[dict[str, Any]], box_iou_threshold: float = 0.7,
-                     score_threshold: float = 0.2) -> MatchedMaskQuality:
+def matched_mask_iou(
+    ground_truth: COCO, results: Sequence[dict[str, Any]], box_iou_threshold: float = 0.7, score_threshold: float = 0.2
+) -> MatchedMaskQuality:
     """Mean mask IoU of the detections that found an object.
 
     Args:

@@ -10,8 +10,8 @@ box's pixel window only. Only Pillow and NumPy draw.
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Mapping, Sequence
 
 import numpy as np
 import torch
@@ -74,7 +74,9 @@ def draw_detections(
     keep = keep[torch.argsort(scores[keep], descending=True, stable=True)]
     colors = [PALETTE[k % len(PALETTE)] for k in range(len(keep))]
     if detections.mask_probs is not None and len(keep):
-        canvas = _blend_masks(canvas, detections.mask_probs[keep.to(detections.mask_probs.device)], detections.boxes[keep], colors)
+        canvas = _blend_masks(
+            canvas, detections.mask_probs[keep.to(detections.mask_probs.device)], detections.boxes[keep], colors
+        )
     draw = ImageDraw.Draw(canvas)
     font = _font()
     boxes = detections.boxes.detach().float().cpu()[keep].tolist()
@@ -98,7 +100,7 @@ def _blend_masks(canvas: Image.Image, mask_probs: Tensor, boxes: Tensor, colors:
     windows = mask_windows(mask_probs, boxes.to(mask_probs.device), (canvas.height, canvas.width))
     for window in sorted(windows, key=lambda w: -w.index):
         height, width = window.mask.shape
-        region = pixels[window.top:window.top + height, window.left:window.left + width]
+        region = pixels[window.top : window.top + height, window.left : window.left + width]
         color = np.asarray(colors[window.index], dtype=np.float32)
         region[window.mask] = (1.0 - MASK_ALPHA) * region[window.mask] + MASK_ALPHA * color
     return Image.fromarray(np.clip(np.rint(pixels), 0, 255).astype(np.uint8))

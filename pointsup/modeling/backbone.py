@@ -15,8 +15,9 @@ the model builders take them from there unless told otherwise.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
+from typing import cast
 
 import torch
 from torch import nn
@@ -124,9 +125,15 @@ def lite_body(name: str, norm: str, trainable_layers: int, weights: str | None) 
     return Body(module, stages, [module.stage_channels[stage] for stage in stages])
 
 
-def build_backbone_fpn(name: str = "resnet50", norm: str = "frozen_bn", trainable_layers: int = 3,
-                       weights: str | None = None, fpn_channels: int = 256, fpn_norm: str | None = None,
-                       levels: str = "p2-p6") -> BackboneWithFPN:
+def build_backbone_fpn(
+    name: str = "resnet50",
+    norm: str = "frozen_bn",
+    trainable_layers: int = 3,
+    weights: str | None = None,
+    fpn_channels: int = 256,
+    fpn_norm: str | None = None,
+    levels: str = "p2-p6",
+) -> BackboneWithFPN:
     """A backbone with an FPN on its stride 4-32 (p2-p6) or 8-32 (p3-p7) stages.
 
     Args:
@@ -168,10 +175,23 @@ def build_backbone_fpn(name: str = "resnet50", norm: str = "frozen_bn", trainabl
 
 def _resnet_out_channels(stage: nn.Sequential) -> int:
     block = stage[-1]
-    last_conv = block.conv3 if hasattr(block, "conv3") else block.conv2
+    last_conv = cast(nn.Conv2d, block.conv3 if hasattr(block, "conv3") else block.conv2)
     return int(last_conv.out_channels)
 
 
-__all__ = ["BACKBONES", "FEATURE_NAMES", "FEATURE_STRIDES", "InputNormalization", "LITE_NORMALIZATION",
-           "P3_P7_FEATURE_NAMES", "P3_P7_STRIDES", "RPN_FEATURE_NAMES", "TORCHVISION_NORMALIZATION",
-           "build_backbone_fpn", "group_norm", "input_normalization", "norm_factory", "resolve_normalization"]
+__all__ = [
+    "BACKBONES",
+    "FEATURE_NAMES",
+    "FEATURE_STRIDES",
+    "InputNormalization",
+    "LITE_NORMALIZATION",
+    "P3_P7_FEATURE_NAMES",
+    "P3_P7_STRIDES",
+    "RPN_FEATURE_NAMES",
+    "TORCHVISION_NORMALIZATION",
+    "build_backbone_fpn",
+    "group_norm",
+    "input_normalization",
+    "norm_factory",
+    "resolve_normalization",
+]

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any, cast
 
 from torch import nn
 from torchvision.models.detection.anchor_utils import AnchorGenerator
@@ -25,20 +26,38 @@ MASK_HEADS = ("maskrcnn", "pointrend", "implicit_pointrend")
 BOX_HEADS = ("2fc", "4conv1fc")
 
 
-def build_maskrcnn_mask_head(num_classes: int, supervision: Supervision, channels: int = 256, conv_dim: int = 256,
-                             num_conv: int = 4, norm: str | None = None, class_agnostic: bool = False) -> RoIMaskHead:
+def build_maskrcnn_mask_head(
+    num_classes: int,
+    supervision: Supervision,
+    channels: int = 256,
+    conv_dim: int = 256,
+    num_conv: int = 4,
+    norm: str | None = None,
+    class_agnostic: bool = False,
+) -> RoIMaskHead:
     """Mask R-CNN's 4-conv head on aligned 14x14 RoI features from p2-p5."""
     pooler = AlignedMultiScaleRoIAlign(FEATURE_NAMES, FEATURE_STRIDES, output_size=14)
     layers = MaskRCNNConvUpsample(channels, 1 if class_agnostic else num_classes, conv_dim, num_conv, norm_factory(norm))
     return MaskRCNNMaskHead(pooler, layers, supervision)
 
 
-def build_pointrend_mask_head(num_classes: int, supervision: Supervision, channels: int = 256, conv_dim: int = 256,
-                              fc_dim: int = 1024, num_fc: int = 2, point_fc_dim: int = 256, point_num_fc: int = 3,
-                              class_agnostic: bool = False, train_num_points: int = 196, oversample_ratio: float = 3.0,
-                              importance_ratio: float = 0.75, subdivision_steps: int = 5,
-                              subdivision_num_points: int = 784) -> RoIMaskHead:
-    """PointRend on p2: a 7x7 coarse conv-FC head and a point head (spec section E)."""
+def build_pointrend_mask_head(
+    num_classes: int,
+    supervision: Supervision,
+    channels: int = 256,
+    conv_dim: int = 256,
+    fc_dim: int = 1024,
+    num_fc: int = 2,
+    point_fc_dim: int = 256,
+    point_num_fc: int = 3,
+    class_agnostic: bool = False,
+    train_num_points: int = 196,
+    oversample_ratio: float = 3.0,
+    importance_ratio: float = 0.75,
+    subdivision_steps: int = 5,
+    subdivision_num_points: int = 784,
+) -> RoIMaskHead:
+    """PointRend on p2: a 7x7 coarse conv-FC head and a point head (docs/design.md, "Mask heads")."""
     outputs = 1 if class_agnostic else num_classes
     return PointRendMaskHead(
         ConvFCHead(channels, 14, conv_dim, [fc_dim] * num_fc, (outputs, 7, 7)),
@@ -53,15 +72,28 @@ def build_pointrend_mask_head(num_classes: int, supervision: Supervision, channe
     )
 
 
-def build_implicit_pointrend_mask_head(num_classes: int, supervision: Supervision, channels: int = 256, conv_dim: int = 256,
-                                       fc_dim: int = 1024, num_fc: int = 2, point_fc_dim: int = 256, point_num_fc: int = 3,
-                                       class_agnostic: bool = False, train_num_points: int = 196, subdivision_steps: int = 3,
-                                       subdivision_num_points: int = 784, params_l2_weight: float = 1e-5,
-                                       image_features: bool = True, positional_encoding: bool = True,
-                                       base_init: bool = False) -> RoIMaskHead:
-    """Implicit PointRend on p2: a parameter head and a dynamic point head (spec section D)."""
-    point_head = ImplicitPointHead(channels if image_features else 0, 1 if class_agnostic else num_classes,
-                                   point_fc_dim, point_num_fc, positional_encoding)
+def build_implicit_pointrend_mask_head(
+    num_classes: int,
+    supervision: Supervision,
+    channels: int = 256,
+    conv_dim: int = 256,
+    fc_dim: int = 1024,
+    num_fc: int = 2,
+    point_fc_dim: int = 256,
+    point_num_fc: int = 3,
+    class_agnostic: bool = False,
+    train_num_points: int = 196,
+    subdivision_steps: int = 3,
+    subdivision_num_points: int = 784,
+    params_l2_weight: float = 1e-5,
+    image_features: bool = True,
+    positional_encoding: bool = True,
+    base_init: bool = False,
+) -> RoIMaskHead:
+    """Implicit PointRend on p2: a parameter head and a dynamic point head (docs/design.md, "Mask heads")."""
+    point_head = ImplicitPointHead(
+        channels if image_features else 0, 1 if class_agnostic else num_classes, point_fc_dim, point_num_fc, positional_encoding
+    )
     return ImplicitPointRendMaskHead(
         ConvFCHead(channels, 14, conv_dim, [fc_dim] * num_fc, (point_head.num_params,)),
         point_head,
@@ -75,13 +107,29 @@ def build_implicit_pointrend_mask_head(num_classes: int, supervision: Supervisio
     )
 
 
-def build_mask_head(kind: str, num_classes: int, supervision: Supervision, channels: int, conv_dim: int = 256,
-                    num_conv: int = 4, norm: str | None = None, fc_dim: int = 1024, num_fc: int = 2,
-                    point_fc_dim: int = 256, point_num_fc: int = 3, class_agnostic: bool = False,
-                    train_num_points: int = 196, oversample_ratio: float = 3.0, importance_ratio: float = 0.75,
-                    subdivision_steps: int | None = None, subdivision_num_points: int = 784,
-                    params_l2_weight: float = 1e-5, image_features: bool = True,
-                    positional_encoding: bool = True, base_init: bool = False) -> RoIMaskHead:
+def build_mask_head(
+    kind: str,
+    num_classes: int,
+    supervision: Supervision,
+    channels: int,
+    conv_dim: int = 256,
+    num_conv: int = 4,
+    norm: str | None = None,
+    fc_dim: int = 1024,
+    num_fc: int = 2,
+    point_fc_dim: int = 256,
+    point_num_fc: int = 3,
+    class_agnostic: bool = False,
+    train_num_points: int = 196,
+    oversample_ratio: float = 3.0,
+    importance_ratio: float = 0.75,
+    subdivision_steps: int | None = None,
+    subdivision_num_points: int = 784,
+    params_l2_weight: float = 1e-5,
+    image_features: bool = True,
+    positional_encoding: bool = True,
+    base_init: bool = False,
+) -> RoIMaskHead:
     """The mask head named ``kind`` ("maskrcnn", "pointrend" or "implicit_pointrend").
 
     ``subdivision_steps`` None takes each head's reference value (PointRend 5 from its 7x7
@@ -90,16 +138,41 @@ def build_mask_head(kind: str, num_classes: int, supervision: Supervision, chann
     if kind == "maskrcnn":
         return build_maskrcnn_mask_head(num_classes, supervision, channels, conv_dim, num_conv, norm, class_agnostic)
     if kind == "pointrend":
-        return build_pointrend_mask_head(num_classes, supervision, channels, conv_dim, fc_dim, num_fc, point_fc_dim,
-                                         point_num_fc, class_agnostic, train_num_points, oversample_ratio,
-                                         importance_ratio, 5 if subdivision_steps is None else subdivision_steps,
-                                         subdivision_num_points)
+        return build_pointrend_mask_head(
+            num_classes,
+            supervision,
+            channels,
+            conv_dim,
+            fc_dim,
+            num_fc,
+            point_fc_dim,
+            point_num_fc,
+            class_agnostic,
+            train_num_points,
+            oversample_ratio,
+            importance_ratio,
+            5 if subdivision_steps is None else subdivision_steps,
+            subdivision_num_points,
+        )
     if kind == "implicit_pointrend":
-        return build_implicit_pointrend_mask_head(num_classes, supervision, channels, conv_dim, fc_dim, num_fc,
-                                                  point_fc_dim, point_num_fc, class_agnostic, train_num_points,
-                                                  3 if subdivision_steps is None else subdivision_steps,
-                                                  subdivision_num_points, params_l2_weight, image_features,
-                                                  positional_encoding, base_init)
+        return build_implicit_pointrend_mask_head(
+            num_classes,
+            supervision,
+            channels,
+            conv_dim,
+            fc_dim,
+            num_fc,
+            point_fc_dim,
+            point_num_fc,
+            class_agnostic,
+            train_num_points,
+            3 if subdivision_steps is None else subdivision_steps,
+            subdivision_num_points,
+            params_l2_weight,
+            image_features,
+            positional_encoding,
+            base_init,
+        )
     raise ValueError(f"unknown mask head {kind!r}; choose from {MASK_HEADS}")
 
 
@@ -160,7 +233,7 @@ def build_mask_rcnn(
 ) -> MaskRCNN:
     """A Mask R-CNN whose mask head is trained with ``supervision`` ("points" or "masks").
 
-    Defaults follow detectron2's Base-RCNN-FPN (spec section F); ``num_classes`` excludes the
+    Defaults follow detectron2's Base-RCNN-FPN; ``num_classes`` excludes the
     background. ``pixel_mean`` / ``pixel_std`` None take the statistics of the backbone's weights.
     """
     if mask_head not in MASK_HEADS:
@@ -183,12 +256,29 @@ def build_mask_rcnn(
         AlignedMultiScaleRoIAlign(FEATURE_NAMES, FEATURE_STRIDES, output_size=7),
         head,
         FastRCNNPredictor(representation, num_classes + 1),
-        build_mask_head(mask_head, num_classes, supervision, fpn_channels, mask_head_conv_dim, mask_head_num_conv,
-                        mask_head_norm, mask_head_fc_dim, mask_head_num_fc, point_head_fc_dim, point_head_num_fc,
-                        class_agnostic_mask, point_head_train_points, point_head_oversample_ratio,
-                        point_head_importance_ratio, subdivision_steps, subdivision_num_points,
-                        implicit_params_l2_weight, implicit_image_features, implicit_positional_encoding,
-                        implicit_base_init),
+        build_mask_head(
+            mask_head,
+            num_classes,
+            supervision,
+            fpn_channels,
+            mask_head_conv_dim,
+            mask_head_num_conv,
+            mask_head_norm,
+            mask_head_fc_dim,
+            mask_head_num_fc,
+            point_head_fc_dim,
+            point_head_num_fc,
+            class_agnostic_mask,
+            point_head_train_points,
+            point_head_oversample_ratio,
+            point_head_importance_ratio,
+            subdivision_steps,
+            subdivision_num_points,
+            implicit_params_l2_weight,
+            implicit_image_features,
+            implicit_positional_encoding,
+            implicit_base_init,
+        ),
         train_mask_on_pred_boxes=train_mask_on_pred_boxes,
         batch_size_per_image=roi_batch_size_per_image,
         positive_fraction=roi_positive_fraction,
@@ -208,14 +298,48 @@ def build_model(model_config: Any, num_classes: int, supervision: str) -> Detect
     if supervision not in ("points", "masks"):
         raise ValueError(f"Mask R-CNN trains with points or masks, not {supervision!r} (boxes need architecture: condinst)")
     keys = [
-        "backbone", "norm", "backbone_weights", "trainable_backbone_layers", "fpn_channels", "fpn_norm",
-        "anchor_sizes", "aspect_ratios", "rpn_pre_nms_top_n_train", "rpn_pre_nms_top_n_test",
-        "rpn_post_nms_top_n_train", "rpn_post_nms_top_n_test", "rpn_nms_thresh", "rpn_batch_size_per_image",
-        "roi_batch_size_per_image", "roi_positive_fraction", "box_head", "box_score_thresh", "box_nms_thresh",
-        "detections_per_image", "mask_head", "mask_head_conv_dim", "mask_head_num_conv", "mask_head_norm",
-        "class_agnostic_mask", "mask_head_fc_dim", "mask_head_num_fc", "point_head_fc_dim", "point_head_num_fc",
-        "point_head_train_points", "point_head_oversample_ratio", "point_head_importance_ratio", "subdivision_steps",
-        "subdivision_num_points", "implicit_params_l2_weight", "implicit_image_features",
-        "implicit_positional_encoding", "implicit_base_init", "train_mask_on_pred_boxes", "pixel_mean", "pixel_std",
+        "backbone",
+        "norm",
+        "backbone_weights",
+        "trainable_backbone_layers",
+        "fpn_channels",
+        "fpn_norm",
+        "anchor_sizes",
+        "aspect_ratios",
+        "rpn_pre_nms_top_n_train",
+        "rpn_pre_nms_top_n_test",
+        "rpn_post_nms_top_n_train",
+        "rpn_post_nms_top_n_test",
+        "rpn_nms_thresh",
+        "rpn_batch_size_per_image",
+        "roi_batch_size_per_image",
+        "roi_positive_fraction",
+        "box_head",
+        "box_score_thresh",
+        "box_nms_thresh",
+        "detections_per_image",
+        "mask_head",
+        "mask_head_conv_dim",
+        "mask_head_num_conv",
+        "mask_head_norm",
+        "class_agnostic_mask",
+        "mask_head_fc_dim",
+        "mask_head_num_fc",
+        "point_head_fc_dim",
+        "point_head_num_fc",
+        "point_head_train_points",
+        "point_head_oversample_ratio",
+        "point_head_importance_ratio",
+        "subdivision_steps",
+        "subdivision_num_points",
+        "implicit_params_l2_weight",
+        "implicit_image_features",
+        "implicit_positional_encoding",
+        "implicit_base_init",
+        "train_mask_on_pred_boxes",
+        "pixel_mean",
+        "pixel_std",
     ]
-    return build_mask_rcnn(num_classes=num_classes, supervision=supervision, **{k: getattr(model_config, k) for k in keys})
+    return build_mask_rcnn(
+        num_classes=num_classes, supervision=cast(Supervision, supervision), **{k: getattr(model_config, k) for k in keys}
+    )

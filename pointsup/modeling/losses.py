@@ -40,8 +40,8 @@ def point_loss(point_logits: Tensor, labels: Tensor) -> MaskLossOutput:
 
     Returns:
         loss = sum of BCE over non-ignored points / (R * P): the denominator counts ignored
-        points too, as the reference's ``reduction="mean"`` with zero weights does (design
-        notes, section 2). accuracy = share of non-ignored points with ``(logit > 0) == label``,
+        points too, as the reference's ``reduction="mean"`` with zero weights does (docs/conventions.md,
+        section 4). accuracy = share of non-ignored points with ``(logit > 0) == label``,
         the label truncated to an integer as the reference does.
     """
     valid = labels != -1
@@ -58,7 +58,7 @@ def point_loss(point_logits: Tensor, labels: Tensor) -> MaskLossOutput:
 
 
 def roi_point_loss(mask_logits: Tensor, classes: Tensor, relative_points: Tensor, labels: Tensor) -> MaskLossOutput:
-    """Point supervision of grid mask logits (spec section C.4).
+    """Point supervision of grid mask logits (docs/conventions.md, section 4).
 
     Args:
         mask_logits: (R, C, M, M) logits over each RoI box.

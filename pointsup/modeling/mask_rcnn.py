@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
+from typing import cast
 
 import torch
 from torch import Tensor, nn
@@ -10,7 +11,7 @@ from torchvision.models.detection.rpn import RegionProposalNetwork
 
 from pointsup.modeling.detector import Detector
 from pointsup.modeling.roi_heads import PointSupRoIHeads
-from pointsup.structures.instances import Detections, Sample
+from pointsup.structures.instances import Detections, InstanceTargets, Sample
 
 
 class MaskRCNN(Detector):
@@ -24,8 +25,15 @@ class MaskRCNN(Detector):
         size_divisibility: padded batch sides are multiples of this.
     """
 
-    def __init__(self, backbone: nn.Module, rpn: RegionProposalNetwork, roi_heads: PointSupRoIHeads,
-                 pixel_mean: Sequence[float], pixel_std: Sequence[float], size_divisibility: int = 32):
+    def __init__(
+        self,
+        backbone: nn.Module,
+        rpn: RegionProposalNetwork,
+        roi_heads: PointSupRoIHeads,
+        pixel_mean: Sequence[float],
+        pixel_std: Sequence[float],
+        size_divisibility: int = 32,
+    ):
         super().__init__(pixel_mean, pixel_std, size_divisibility)
         self.backbone = backbone
         self.rpn = rpn
@@ -39,7 +47,7 @@ class MaskRCNN(Detector):
         if self.training:
             if any(s.targets is None for s in samples):
                 raise ValueError("training needs targets on every sample")
-            targets = [s.targets.to(self.device) for s in samples]
+            targets = [cast(InstanceTargets, s.targets).to(self.device) for s in samples]
             rpn_targets = [{"boxes": t.boxes} for t in targets]
             proposals, rpn_losses = self.rpn(images, features, rpn_targets)
             outputs = self.roi_heads.forward_train(features, proposals, images.image_sizes, targets)
@@ -70,6 +78,4 @@ class MaskRCNN(Detector):
 
 def total_loss(outputs: dict[str, Tensor]) -> Tensor:
     """The sum of the ``loss_*`` entries of a training output."""
-    return sum(value for key, value in outputs.items() if key.startswith("loss"))
-
-
+    return cast(Tensor, sum(value for key, value in outputs.items() if key.startswith("loss")))

@@ -9,16 +9,20 @@ together with published weights.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
+from typing import cast
+
+#: one value per RGB channel
+Triple = tuple[float, float, float]
 
 
 @dataclass(frozen=True)
 class InputNormalization:
     """Per-channel RGB statistics on the 0-255 scale."""
 
-    pixel_mean: tuple[float, float, float]
-    pixel_std: tuple[float, float, float]
+    pixel_mean: Triple
+    pixel_std: Triple
 
 
 #: torchvision's ImageNet statistics: its ResNet / ResNeXt weights and its COCO Mask R-CNN.
@@ -27,8 +31,11 @@ TORCHVISION_NORMALIZATION = InputNormalization((123.675, 116.28, 103.53), (58.39
 LITE_NORMALIZATION = InputNormalization((127.5, 127.5, 127.5), (127.5, 127.5, 127.5))
 
 #: Backbone name prefix -> the statistics of its published weights.
-FAMILY_NORMALIZATION = {"efficientnet_lite": LITE_NORMALIZATION, "resnet": TORCHVISION_NORMALIZATION,
-                        "resnext": TORCHVISION_NORMALIZATION}
+FAMILY_NORMALIZATION = {
+    "efficientnet_lite": LITE_NORMALIZATION,
+    "resnet": TORCHVISION_NORMALIZATION,
+    "resnext": TORCHVISION_NORMALIZATION,
+}
 
 
 def input_normalization(backbone: str) -> InputNormalization:
@@ -39,9 +46,11 @@ def input_normalization(backbone: str) -> InputNormalization:
     raise ValueError(f"no input statistics known for backbone {backbone!r}")
 
 
-def resolve_normalization(backbone: str, pixel_mean: Sequence[float] | None = None,
-                          pixel_std: Sequence[float] | None = None) -> InputNormalization:
+def resolve_normalization(
+    backbone: str, pixel_mean: Sequence[float] | None = None, pixel_std: Sequence[float] | None = None
+) -> InputNormalization:
     """The statistics a model normalises its input with: each value given, else the backbone's own."""
     own = input_normalization(backbone)
-    return InputNormalization(tuple(pixel_mean) if pixel_mean is not None else own.pixel_mean,  # type: ignore[arg-type]
-                              tuple(pixel_std) if pixel_std is not None else own.pixel_std)  # type: ignore[arg-type]
+    mean = own.pixel_mean if pixel_mean is None else cast(Triple, tuple(pixel_mean))
+    std = own.pixel_std if pixel_std is None else cast(Triple, tuple(pixel_std))
+    return InputNormalization(mean, std)

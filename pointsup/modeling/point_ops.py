@@ -1,12 +1,14 @@
 """Sampling grid predictions at points, and the box-relative point coordinates of the paper.
 
-Conventions (design notes, section 2): a box-relative coordinate ``u = (x - x0) / (x1 - x0)``
+Conventions (docs/conventions.md, section 2): a box-relative coordinate ``u = (x - x0) / (x1 - x0)``
 places the point inside the box for ``0 <= u <= 1``; an ``M x M`` map over the box has its cell
 centres at ``(i + 0.5) / M``, so sampling is bilinear with ``align_corners=False`` and zero
 padding outside.
 """
 
 from __future__ import annotations
+
+from typing import cast
 
 import torch
 import torch.nn.functional as F
@@ -40,7 +42,7 @@ def image_points_to_box(points: Tensor, boxes: Tensor) -> Tensor:
         (R, P, 2) ``(u, v)``; inside the box iff both lie in [0, 1].
     """
     origin = boxes[:, None, :2]
-    size = (boxes[:, None, 2:] - boxes[:, None, :2])
+    size = boxes[:, None, 2:] - boxes[:, None, :2]
     return (points - origin) / size
 
 
@@ -106,14 +108,18 @@ def sample_image_features(feature_map: Tensor, stride: int, image_index: Tensor,
         rows = torch.nonzero(image_index == b).squeeze(1) if output is not None else slice(None)
         grid = (2.0 * (image_points[rows] / padded_size) - 1.0).to(feature_map.dtype)  # (n, P, 2)
         if expand:
-            image_map = feature_map[b:b + 1].expand(grid.shape[0], -1, -1, -1)
-            sampled = F.grid_sample(image_map, grid.unsqueeze(2), mode="bilinear", padding_mode="zeros", align_corners=False)[..., 0]
+            image_map = feature_map[b : b + 1].expand(grid.shape[0], -1, -1, -1)
+            sampled = F.grid_sample(image_map, grid.unsqueeze(2), mode="bilinear", padding_mode="zeros", align_corners=False)[
+                ..., 0
+            ]
         else:
-            sampled = F.grid_sample(feature_map[b:b + 1], grid.unsqueeze(0), mode="bilinear", padding_mode="zeros",
-                                    align_corners=False)[0].transpose(0, 1)
+            sampled = F.grid_sample(
+                feature_map[b : b + 1], grid.unsqueeze(0), mode="bilinear", padding_mode="zeros", align_corners=False
+            )[0].transpose(0, 1)
         if output is None:
             return sampled
-        output = output.index_put((rows,), sampled)
+        output = output.index_put((cast(Tensor, rows),), sampled)  # rows index the output whenever there is one
+    assert output is not None  # one image returns in the loop
     return output
 
 
@@ -151,13 +157,24 @@ def most_uncertain_grid_points(uncertainty: Tensor, num_points: int) -> tuple[Te
     step_y, step_x = 1.0 / float(height), 1.0 / float(width)
     k = min(num_points, height * width)
     indices = torch.topk(uncertainty.view(num_rois, height * width), k=k, dim=1)[1]
-    coords = torch.stack([step_x / 2.0 + (indices % width).to(torch.float32) * step_x,
-                          step_y / 2.0 + (indices // width).to(torch.float32) * step_y], dim=2)
+    coords = torch.stack(
+        [
+            step_x / 2.0 + (indices % width).to(torch.float32) * step_x,
+            step_y / 2.0 + (indices // width).to(torch.float32) * step_y,
+        ],
+        dim=2,
+    )
     return indices, coords
 
 
-def importance_sample_points(coarse_logits: Tensor, classes: Tensor, num_points: int, oversample_ratio: float,
-                             importance_ratio: float, generator: torch.Generator | None = None) -> Tensor:
+def importance_sample_points(
+    coarse_logits: Tensor,
+    classes: Tensor,
+    num_points: int,
+    oversample_ratio: float,
+    importance_ratio: float,
+    generator: torch.Generator | None = None,
+) -> Tensor:
     """PointRend's training points: the most uncertain of ``oversample_ratio * num_points``
     uniform candidates, plus uniform points (draw order as the reference, so a seeded run
     reproduces its points).

@@ -8,15 +8,16 @@ the mask branch (and, for consistency, the box branch) pools with ``aligned=True
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 from torch import Tensor, nn
 from torchvision.ops import roi_align
 
 
-def assign_fpn_levels(boxes: Tensor, min_level: int, max_level: int, canonical_size: float = 224.0,
-                      canonical_level: int = 4) -> Tensor:
+def assign_fpn_levels(
+    boxes: Tensor, min_level: int, max_level: int, canonical_size: float = 224.0, canonical_level: int = 4
+) -> Tensor:
     """FPN level of each box (FPN paper, eq. 1): ``floor(4 + log2(sqrt(area) / 224))``, clamped.
 
     Args:
@@ -61,7 +62,9 @@ class AlignedMultiScaleRoIAlign(nn.Module):
         self.min_level = int(round(math.log2(self.strides[0])))
         self.max_level = int(round(math.log2(self.strides[-1])))
 
-    def forward(self, features: dict[str, Tensor], boxes: Sequence[Tensor], image_shapes: Sequence[tuple[int, int]] | None = None) -> Tensor:
+    def forward(
+        self, features: dict[str, Tensor], boxes: Sequence[Tensor], image_shapes: Sequence[tuple[int, int]] | None = None
+    ) -> Tensor:
         """
         Args:
             features: FPN maps, each (B, C, H_l, W_l).

@@ -15,8 +15,8 @@ first, padded to the chunk's largest window) to bound memory; CPU and CUDA run t
 from __future__ import annotations
 
 import itertools
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Iterator
 
 import numpy as np
 import torch
@@ -119,7 +119,10 @@ def _sample_windows(probs: Tensor, boxes: Tensor, lefts: Tensor, tops: Tensor, h
 
 
 def _pasted_chunks(
-    mask_probs: Tensor, boxes: Tensor, image_size: tuple[int, int], threshold: float,
+    mask_probs: Tensor,
+    boxes: Tensor,
+    image_size: tuple[int, int],
+    threshold: float,
 ) -> Iterator[_PastedChunk]:
     """Thresholded masks of every detection with a non-empty window, in chunks of at most
     :data:`MAX_CHUNK_POINTS` grid points."""
@@ -140,8 +143,12 @@ def _pasted_chunks(
         tops = torch.as_tensor(windows[index, 1], device=probs.device)
         values = _sample_windows(probs[index_t], boxes_f[index_t], lefts, tops, chunk_h, chunk_w)
         yield _PastedChunk(
-            indices=index.tolist(), tops=windows[index, 1].tolist(), lefts=windows[index, 0].tolist(),
-            heights=sizes[index, 0].tolist(), widths=sizes[index, 1].tolist(), masks=values >= threshold,
+            indices=index.tolist(),
+            tops=windows[index, 1].tolist(),
+            lefts=windows[index, 0].tolist(),
+            heights=sizes[index, 0].tolist(),
+            widths=sizes[index, 1].tolist(),
+            masks=values >= threshold,
         )
 
 
@@ -163,7 +170,7 @@ def paste_masks(mask_probs: Tensor, boxes: Tensor, image_size: tuple[int, int], 
     for chunk in _pasted_chunks(mask_probs, boxes, image_size, threshold):
         for k, index in enumerate(chunk.indices):
             top, left, h, w = chunk.tops[k], chunk.lefts[k], chunk.heights[k], chunk.widths[k]
-            pasted[index, top:top + h, left:left + w] = chunk.masks[k, :h, :w]
+            pasted[index, top : top + h, left : left + w] = chunk.masks[k, :h, :w]
     return pasted
 
 
@@ -189,7 +196,7 @@ def mask_windows(mask_probs: Tensor, boxes: Tensor, image_size: tuple[int, int],
     for chunk in _pasted_chunks(mask_probs, boxes, image_size, threshold):
         masks = chunk.masks.cpu().numpy()
         for k, index in enumerate(chunk.indices):
-            yield MaskWindow(index, chunk.tops[k], chunk.lefts[k], masks[k, :chunk.heights[k], :chunk.widths[k]])
+            yield MaskWindow(index, chunk.tops[k], chunk.lefts[k], masks[k, : chunk.heights[k], : chunk.widths[k]])
 
 
 def masks_to_rles(mask_probs: Tensor, boxes: Tensor, image_size: tuple[int, int], threshold: float = 0.5) -> list[dict]:
@@ -208,7 +215,7 @@ def masks_to_rles(mask_probs: Tensor, boxes: Tensor, image_size: tuple[int, int]
     while batch := list(itertools.islice(windows, RLE_CHUNK_MASKS)):
         for slot, window in enumerate(batch):
             _window_view(buffer[:, :, slot], window)[...] = window.mask
-        for window, rle in zip(batch, mask_utils.encode(buffer[:, :, :len(batch)])):
+        for window, rle in zip(batch, mask_utils.encode(buffer[:, :, : len(batch)])):
             rles[window.index] = _as_text(rle)
         for slot, window in enumerate(batch):
             _window_view(buffer[:, :, slot], window)[...] = 0
@@ -223,7 +230,7 @@ def masks_to_rles(mask_probs: Tensor, boxes: Tensor, image_size: tuple[int, int]
 def _window_view(image: np.ndarray, window: MaskWindow) -> np.ndarray:
     """The part of ``image`` (H, W) under ``window``."""
     height, width = window.mask.shape
-    return image[window.top:window.top + height, window.left:window.left + width]
+    return image[window.top : window.top + height, window.left : window.left + width]
 
 
 def _as_text(rle: dict) -> dict:

@@ -33,18 +33,41 @@ class PointSupRoIHeads(RoIHeads):
         score_thresh, nms_thresh, detections_per_img: torchvision's ``RoIHeads`` settings.
     """
 
-    def __init__(self, box_pooler: nn.Module, box_head: nn.Module, box_predictor: nn.Module, mask_head: RoIMaskHead | None,
-                 fg_iou_thresh: float = 0.5, bg_iou_thresh: float = 0.5, batch_size_per_image: int = 512,
-                 positive_fraction: float = 0.25, bbox_reg_weights: tuple[float, float, float, float] | None = None,
-                 score_thresh: float = 0.05, nms_thresh: float = 0.5, detections_per_img: int = 100,
-                 train_mask_on_pred_boxes: bool = False):
-        super().__init__(box_pooler, box_head, box_predictor, fg_iou_thresh, bg_iou_thresh, batch_size_per_image,
-                         positive_fraction, bbox_reg_weights, score_thresh, nms_thresh, detections_per_img)
+    def __init__(
+        self,
+        box_pooler: nn.Module,
+        box_head: nn.Module,
+        box_predictor: nn.Module,
+        mask_head: RoIMaskHead | None,
+        fg_iou_thresh: float = 0.5,
+        bg_iou_thresh: float = 0.5,
+        batch_size_per_image: int = 512,
+        positive_fraction: float = 0.25,
+        bbox_reg_weights: tuple[float, float, float, float] | None = None,
+        score_thresh: float = 0.05,
+        nms_thresh: float = 0.5,
+        detections_per_img: int = 100,
+        train_mask_on_pred_boxes: bool = False,
+    ):
+        super().__init__(
+            box_pooler,
+            box_head,
+            box_predictor,
+            fg_iou_thresh,
+            bg_iou_thresh,
+            batch_size_per_image,
+            positive_fraction,
+            bbox_reg_weights,
+            score_thresh,
+            nms_thresh,
+            detections_per_img,
+        )
         self.point_mask_head = mask_head
         self.train_mask_on_pred_boxes = train_mask_on_pred_boxes
 
-    def refined_boxes(self, box_regression: Tensor, proposals: list[Tensor], labels: list[Tensor],
-                      image_shapes: list[tuple[int, int]]) -> list[Tensor]:
+    def refined_boxes(
+        self, box_regression: Tensor, proposals: list[Tensor], labels: list[Tensor], image_shapes: list[tuple[int, int]]
+    ) -> list[Tensor]:
         """Per image, each proposal decoded with its label's regression, clipped to the image,
         without gradient; a proposal whose refined box is degenerate is kept as it is."""
         with torch.no_grad():
@@ -58,13 +81,20 @@ class PointSupRoIHeads(RoIHeads):
                 refined.append(torch.where(degenerate[:, None], proposal, boxes))
             return refined
 
-    def box_outputs(self, features: dict[str, Tensor], proposals: list[Tensor], image_shapes: list[tuple[int, int]]) -> tuple[Tensor, Tensor]:
+    def box_outputs(
+        self, features: dict[str, Tensor], proposals: list[Tensor], image_shapes: list[tuple[int, int]]
+    ) -> tuple[Tensor, Tensor]:
         """(sum R_i, C + 1) class logits and (sum R_i, 4 (C + 1)) box deltas of the proposals."""
         box_features = self.box_head(self.box_roi_pool(features, proposals, image_shapes))
         return self.box_predictor(box_features)
 
-    def forward_train(self, features: dict[str, Tensor], proposals: list[Tensor], image_shapes: list[tuple[int, int]],
-                      targets: list[InstanceTargets]) -> dict[str, Tensor]:
+    def forward_train(
+        self,
+        features: dict[str, Tensor],
+        proposals: list[Tensor],
+        image_shapes: list[tuple[int, int]],
+        targets: list[InstanceTargets],
+    ) -> dict[str, Tensor]:
         """Losses (``loss_classifier``, ``loss_box_reg``, the mask head's) and metrics."""
         box_targets = [{"boxes": t.boxes, "labels": t.classes + 1} for t in targets]
         proposals, matched_idxs, labels, regression_targets = self.select_training_samples(proposals, box_targets)
@@ -90,12 +120,14 @@ class PointSupRoIHeads(RoIHeads):
             outputs.update(self.point_mask_head.losses(features, roi_targets))
         return outputs
 
-    def forward_test(self, features: dict[str, Tensor], proposals: list[Tensor], image_shapes: list[tuple[int, int]]) -> list[dict[str, Tensor]]:
+    def forward_test(
+        self, features: dict[str, Tensor], proposals: list[Tensor], image_shapes: list[tuple[int, int]]
+    ) -> list[dict[str, Tensor]]:
         """Per image: boxes (K, 4), scores (K,), classes (K,) and, with a mask head,
         mask_probs (K, M, M); coordinates of the input image."""
         class_logits, box_regression = self.box_outputs(features, proposals, image_shapes)
         boxes, scores, labels = self.postprocess_detections(class_logits, box_regression, proposals, image_shapes)
-        results = [{"boxes": b, "scores": s, "classes": l - 1} for b, s, l in zip(boxes, scores, labels)]
+        results = [{"boxes": b, "scores": s, "classes": c - 1} for b, s, c in zip(boxes, scores, labels)]
         if self.point_mask_head is not None:
             mask_probs = self.point_mask_head.predict(features, boxes, [r["classes"] for r in results])
             for result, probs in zip(results, mask_probs):

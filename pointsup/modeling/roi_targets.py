@@ -38,7 +38,7 @@ class RoIMaskTargets:
         return int(self.boxes.shape[0])
 
     @staticmethod
-    def from_matches(boxes: list[Tensor], matched: list[Tensor], targets: list[InstanceTargets]) -> "RoIMaskTargets":
+    def from_matches(boxes: list[Tensor], matched: list[Tensor], targets: list[InstanceTargets]) -> RoIMaskTargets:
         """Gather the targets of foreground RoIs.
 
         Args:
@@ -80,7 +80,7 @@ class RoIMaskTargets:
 
         Returns:
             (R, P, 2) ``(u, v)`` and (R, P) labels, -1 for points outside the proposal box
-            (spec section C.2 and C.3; computed without gradient).
+            (docs/conventions.md, sections 2 and 3; computed without gradient).
         """
         with torch.no_grad():
             relative = image_points_to_box(self.point_coords, self.boxes.to(torch.float32))
@@ -107,6 +107,7 @@ class RoIMaskTargets:
             image_points = box_points_to_image(relative_points.to(torch.float32), self.boxes.to(torch.float32))
             labels = image_points.new_zeros(image_points.shape[:2])
             for i, masks in enumerate(self.gt_masks):
+                assert masks is not None  # _require_masks
                 rows = torch.nonzero(self.image_index == i).squeeze(1)
                 if len(rows) == 0:
                     continue
@@ -125,6 +126,7 @@ class RoIMaskTargets:
         self._require_masks()
         crops = self.boxes.new_zeros((len(self), side, side))
         for i, masks in enumerate(self.gt_masks):
+            assert masks is not None  # _require_masks
             rows = torch.nonzero(self.image_index == i).squeeze(1)
             if len(rows) == 0:
                 continue

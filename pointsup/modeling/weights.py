@@ -14,22 +14,28 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import torch
 from torch import Tensor, nn
 
+from pointsup.errors import PointsupError
+
 log = logging.getLogger(__name__)
 
 
-class WeightsError(ValueError):
+class WeightsError(PointsupError, ValueError):
     """A weights file that cannot be read, or does not fit the model (``model.weights``)."""
+
 
 #: torchvision's COCO Mask R-CNN predicts 91 "category id" slots (0 = background).
 TORCHVISION_COCO_SLOTS = 91
-CLASS_SPECIFIC_KEYS = ("roi_heads.box_predictor.cls_score", "roi_heads.box_predictor.bbox_pred",
-                       "roi_heads.point_mask_head.layers.predictor")
+CLASS_SPECIFIC_KEYS = (
+    "roi_heads.box_predictor.cls_score",
+    "roi_heads.box_predictor.bbox_pred",
+    "roi_heads.point_mask_head.layers.predictor",
+)
 
 
 def _torchvision_mask_key(key: str) -> str:
@@ -104,12 +110,16 @@ def load_model_weights(model: nn.Module, source: str, category_ids: Sequence[int
         state = convert_torchvision_maskrcnn(state, category_ids)
         other_head = [k for k in state if k.startswith("roi_heads.point_mask_head.") and k not in own]
         if other_head:  # e.g. a PointRend model initialised from torchvision's Mask R-CNN: its mask head is not ours
-            log.info("%s: the Mask R-CNN mask head (%d tensors) does not fit this model's mask head; left out",
-                     source, len(other_head))
+            log.info(
+                "%s: the Mask R-CNN mask head (%d tensors) does not fit this model's mask head; left out", source, len(other_head)
+            )
             state = {k: v for k, v in state.items() if k not in other_head}
     state = {k: v for k, v in state.items() if k in own or not k.endswith("num_batches_tracked")}
-    mismatched = [f"{k}: file {tuple(v.shape)} vs model {tuple(own[k].shape)}" for k, v in state.items()
-                  if k in own and own[k].shape != v.shape]
+    mismatched = [
+        f"{k}: file {tuple(v.shape)} vs model {tuple(own[k].shape)}"
+        for k, v in state.items()
+        if k in own and own[k].shape != v.shape
+    ]
     if mismatched:
         raise WeightsError(f"{source}: {len(mismatched)} weights do not fit the model (e.g. {mismatched[0]})")
     missing, unexpected = model.load_state_dict(state, strict=False)

@@ -31,6 +31,7 @@ from typing import Any
 import msgspec
 import numpy as np
 
+from pointsup.errors import PointsupError
 from pointsup.points.segmentation_format import segmentation_problems
 from pointsup.utils.atomic import write_json_atomic
 
@@ -41,7 +42,7 @@ BOX_TOLERANCE = 1.0
 MAX_LISTED_PROBLEMS = 20
 
 
-class PointFormatError(ValueError):
+class PointFormatError(PointsupError, ValueError):
     """A file that is not a valid COCO (point) annotation file. The message lists every problem."""
 
     def __init__(self, source: str, problems: list[str]):
@@ -205,7 +206,9 @@ def read_coco_json(path: str | os.PathLike[str]) -> dict[str, Any]:
 
 
 #: annotation fields held in PointInstance attributes; all others go to ``PointInstance.extra``
-_ANNOTATION_FIELDS = frozenset({"id", "image_id", "category_id", "bbox", "iscrowd", "segmentation", "point_coords", "point_labels"})
+_ANNOTATION_FIELDS = frozenset(
+    {"id", "image_id", "category_id", "bbox", "iscrowd", "segmentation", "point_coords", "point_labels"}
+)
 
 
 def _locate_decode_error(payload: bytes, message: str) -> str:
@@ -378,8 +381,7 @@ def _validate_points(ann: dict, image: ImageRecord, problems: list[str], name: s
     if outside.any():
         first = xy[int(np.argmax(outside))].tolist()
         problems.append(
-            f"{name}: {int(outside.sum())} point(s) outside image id {image.id} "
-            f"({image.width}x{image.height}), e.g. {first}"
+            f"{name}: {int(outside.sum())} point(s) outside image id {image.id} ({image.width}x{image.height}), e.g. {first}"
         )
         return None
     return xy, np.array(labels, dtype=np.int64)
@@ -423,8 +425,11 @@ def _check_coco(data: dict[str, Any], source: str, require_points: bool) -> _Che
             problems.append(f"{_annotation_name(ann, index)}: missing {', '.join(missing)}")
             continue
         if not (_is_id(ann["id"]) and _is_id(ann["image_id"]) and _is_id(ann["category_id"])):
-            wrong = ", ".join(f"{key} {ann[key]!r} is {_id_problem(ann[key])}" for key in ("id", "image_id", "category_id")
-                              if not _is_id(ann[key]))
+            wrong = ", ".join(
+                f"{key} {ann[key]!r} is {_id_problem(ann[key])}"
+                for key in ("id", "image_id", "category_id")
+                if not _is_id(ann[key])
+            )
             problems.append(f"{_annotation_name(ann, index)}: id, image_id and category_id must be 64-bit integers ({wrong})")
             continue
         if ann["id"] in seen_ids:
@@ -451,9 +456,11 @@ def _check_coco(data: dict[str, Any], source: str, require_points: bool) -> _Che
     sizes_wh = np.array([(image.width, image.height) for image in image_list], dtype=np.int64).reshape(-1, 2)
     row_sizes = sizes_wh[np.array(row_positions, dtype=np.int64)] if rows else np.zeros((0, 2), np.int64)
     box_ok = _validate_boxes([annotations[i]["bbox"] for i in rows], row_sizes)
-    for k in np.flatnonzero(~box_ok):
-        ann = annotations[rows[k]]
-        problems.append(f"{_annotation_name(ann, rows[k])}: {_describe_box_problem(ann['bbox'], image_list[row_positions[k]])}")
+    for bad_row in np.flatnonzero(~box_ok):
+        ann = annotations[rows[bad_row]]
+        problems.append(
+            f"{_annotation_name(ann, rows[bad_row])}: {_describe_box_problem(ann['bbox'], image_list[row_positions[bad_row]])}"
+        )
     points: dict[int, tuple[np.ndarray, np.ndarray]] = {}
     kept: list[int] = []
     for k, index in enumerate(rows):
@@ -481,9 +488,7 @@ def check_coco(data: dict[str, Any], source: str = "<memory>", *, require_points
     return _check_coco(data, source, require_points).images
 
 
-def validate_coco(
-    data: dict[str, Any], source: str = "<memory>", *, require_points: bool = True
-) -> PointDataset:
+def validate_coco(data: dict[str, Any], source: str = "<memory>", *, require_points: bool = True) -> PointDataset:
     """Check a COCO dict and build a :class:`PointDataset` from it.
 
     Args:
@@ -526,4 +531,3 @@ def load_point_dataset(path: str | os.PathLike[str], *, require_points: bool = T
 def save_point_dataset(dataset: PointDataset, path: str | os.PathLike[str]) -> None:
     """Write ``dataset`` as COCO JSON, atomically."""
     write_json_atomic(path, dataset.to_coco())
-

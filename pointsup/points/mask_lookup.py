@@ -8,8 +8,9 @@ identical to reading ``pycocotools.mask.decode(...)[y, x]``.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from itertools import chain
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -27,7 +28,11 @@ def _is_plain_polygon(segmentation: Any) -> bool:
 
 
 def _is_uncompressed_rle(segmentation: Any) -> bool:
-    return isinstance(segmentation, dict) and isinstance(segmentation.get("counts"), list) and isinstance(segmentation.get("size"), list)
+    return (
+        isinstance(segmentation, dict)
+        and isinstance(segmentation.get("counts"), list)
+        and isinstance(segmentation.get("size"), list)
+    )
 
 
 def _flatten_pixels(pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -123,19 +128,25 @@ def mask_values_at_pixels(
             valid = []
             for k, i in enumerate(rle_index):
                 try:
-                    RunLengthMasks.from_runs(np.array(runs[k]), np.array([0, len(runs[k])]), np.array([heights[k]]), np.array([widths[k]]))
+                    RunLengthMasks.from_runs(
+                        np.array(runs[k]), np.array([0, len(runs[k])]), np.array([heights[k]]), np.array([widths[k]])
+                    )
                     valid.append(k)
                 except SegmentationError:
                     problems[i] = "malformed uncompressed RLE (negative counts, or counts not summing to height*width)"
             rle_index = [rle_index[k] for k in valid]
             kept_runs = [runs[k] for k in valid]
             lengths = np.array([len(r) for r in kept_runs], dtype=np.int64)
-            masks = RunLengthMasks.from_runs(
-                np.fromiter(chain.from_iterable(kept_runs), dtype=np.int64, count=int(lengths.sum())),
-                np.concatenate(([0], np.cumsum(lengths))),
-                np.array([heights[k] for k in valid], dtype=np.int64),
-                np.array([widths[k] for k in valid], dtype=np.int64),
-            ) if valid else None
+            masks = (
+                RunLengthMasks.from_runs(
+                    np.fromiter(chain.from_iterable(kept_runs), dtype=np.int64, count=int(lengths.sum())),
+                    np.concatenate(([0], np.cumsum(lengths))),
+                    np.array([heights[k] for k in valid], dtype=np.int64),
+                    np.array([widths[k] for k in valid], dtype=np.int64),
+                )
+                if valid
+                else None
+            )
     if masks is not None:
         index = np.array(rle_index)
         values[index] = masks.values_at(*_flatten_pixels(pixels[index])).reshape(-1, n)
@@ -144,6 +155,7 @@ def mask_values_at_pixels(
     converted_index, masks, bad = masks_as_runs([segmentations[i] for i in other_index], sizes_hw[other_index])
     problems.update({other_index[k]: message for k, message in bad.items()})
     if converted_index:
+        assert masks is not None  # a batch whenever any converted
         index = np.array([other_index[k] for k in converted_index])
         values[index] = masks.values_at(*_flatten_pixels(pixels[index])).reshape(-1, n)
     return values, problems

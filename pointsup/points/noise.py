@@ -20,9 +20,7 @@ def _check_fraction(fraction: float) -> None:
         raise ValueError(f"a noise fraction must lie in [0, 1], got {fraction}")
 
 
-def flip_labels_near_boundary(
-    labels: np.ndarray, distances: np.ndarray, fraction: float, rng: np.random.Generator
-) -> np.ndarray:
+def flip_labels_near_boundary(labels: np.ndarray, distances: np.ndarray, fraction: float, rng: np.random.Generator) -> np.ndarray:
     """Which points to flip: the ``round(fraction * P)`` nearest the boundary.
 
     Args:

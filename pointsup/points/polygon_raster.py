@@ -16,9 +16,9 @@ pycocotools' decoded masks pixel for pixel.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from itertools import chain
-from typing import Sequence
 
 import numpy as np
 
@@ -43,7 +43,7 @@ class PolygonBatch:
     num_annotations: int
 
     @classmethod
-    def from_segmentations(cls, segmentations: Sequence[list[list[float]]]) -> "PolygonBatch":
+    def from_segmentations(cls, segmentations: Sequence[list[list[float]]]) -> PolygonBatch:
         """Build from COCO polygon segmentations (each a list of flat ``[x0, y0, x1, y1, ...]`` parts)."""
         parts = list(chain.from_iterable(segmentations))
         part_lengths = np.fromiter((len(p) for p in parts), dtype=np.int64, count=len(parts))

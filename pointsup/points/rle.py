@@ -14,14 +14,17 @@ The work per mask is proportional to its number of runs, not to ``H x W``.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 from pycocotools import mask as mask_utils
 
+from pointsup.errors import PointsupError
 
-class SegmentationError(ValueError):
+
+class SegmentationError(PointsupError, ValueError):
     """A segmentation that cannot be turned into a mask (the message says why)."""
 
 
@@ -127,7 +130,9 @@ def decode_counts_strings(counts: Sequence[bytes]) -> tuple[np.ndarray, np.ndarr
         totals = np.cumsum(selected_values)
         group = mask_of_token[selected]
         group_start = np.flatnonzero(np.concatenate(([True], group[1:] != group[:-1])))
-        offset = np.repeat(totals[group_start] - selected_values[group_start], np.diff(np.concatenate((group_start, [len(selected)]))))
+        offset = np.repeat(
+            totals[group_start] - selected_values[group_start], np.diff(np.concatenate((group_start, [len(selected)])))
+        )
         runs[selected] = totals - offset
     return runs, starts
 
@@ -151,7 +156,7 @@ class RunLengthMasks:
     pixel_offsets: np.ndarray
 
     @classmethod
-    def from_runs(cls, runs: np.ndarray, starts: np.ndarray, heights: np.ndarray, widths: np.ndarray) -> "RunLengthMasks":
+    def from_runs(cls, runs: np.ndarray, starts: np.ndarray, heights: np.ndarray, widths: np.ndarray) -> RunLengthMasks:
         """Build from run lengths: mask ``i`` owns ``runs[starts[i]:starts[i + 1]]`` (zeros first).
 
         Raises:
@@ -164,7 +169,9 @@ class RunLengthMasks:
         widths = np.asarray(widths, dtype=np.int64)
         if (runs < 0).any():
             token = int(np.flatnonzero(runs < 0)[0])
-            raise SegmentationError(f"RLE {int(np.searchsorted(starts, token, side='right') - 1)} of the batch has a negative run")
+            raise SegmentationError(
+                f"RLE {int(np.searchsorted(starts, token, side='right') - 1)} of the batch has a negative run"
+            )
         pixels = heights * widths
         run_ends = np.cumsum(runs)
         ends_before = np.concatenate(([0], run_ends))
@@ -180,7 +187,7 @@ class RunLengthMasks:
         return cls(heights, widths, run_ends, starts, pixel_offsets)
 
     @classmethod
-    def from_rles(cls, rles: Sequence[dict]) -> "RunLengthMasks":
+    def from_rles(cls, rles: Sequence[dict]) -> RunLengthMasks:
         """Build from compressed RLE dicts (``{"size": [H, W], "counts": bytes}``); see :meth:`from_runs`."""
         sizes = np.array([r["size"] for r in rles], dtype=np.int64).reshape(-1, 2)
         runs, starts = decode_counts_strings([r["counts"] for r in rles])

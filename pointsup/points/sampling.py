@@ -86,9 +86,7 @@ def pixels_from_unit_draws(unit: np.ndarray, boxes_xyxy: np.ndarray, image_sizes
     return np.clip(pixels, 0, upper)
 
 
-def distances_to_boundary(
-    masks: RunLengthMasks, mask_index: int, box_xyxy: np.ndarray, pixels: np.ndarray
-) -> np.ndarray:
+def distances_to_boundary(masks: RunLengthMasks, mask_index: int, box_xyxy: np.ndarray, pixels: np.ndarray) -> np.ndarray:
     """Distance of each pixel to the boundary of one mask (definition in the module docstring).
 
     Args:

@@ -22,8 +22,9 @@ when that finds a problem are the annotations looked at one by one to name them.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from itertools import chain
-from typing import Any, Sequence
+from typing import Any
 
 #: The fewest numbers of one polygon part (three vertices).
 MIN_POLYGON_NUMBERS = 6
@@ -58,8 +59,10 @@ def _polygon_problem(parts: list[Any]) -> str | None:
         if not isinstance(part, list):
             return f"segmentation polygon {k} must be a list of numbers [x0, y0, x1, y1, ...], got {type(part).__name__}"
         if len(part) < MIN_POLYGON_NUMBERS or len(part) % 2:
-            return (f"segmentation polygon {k} must hold an even count of at least {MIN_POLYGON_NUMBERS} numbers "
-                    f"(3 vertices or more), got {len(part)}")
+            return (
+                f"segmentation polygon {k} must hold an even count of at least {MIN_POLYGON_NUMBERS} numbers "
+                f"(3 vertices or more), got {len(part)}"
+            )
         for value in part:
             if not _is_number_type(type(value)):
                 return f"segmentation polygon {k} holds {_shown(value)}: coordinates must be numbers (not {type(value).__name__})"

@@ -17,8 +17,9 @@ Label noise draws from its own stream, so it never moves the points.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 
@@ -125,19 +126,31 @@ def sample_uniform_pixels(coco: dict, num_points: int, seed: int = DEFAULT_SEED,
     return {coco["annotations"][i]["id"]: pixels[k] for k, i in enumerate(indices)}
 
 
-def _check_inside_images(pixels: np.ndarray, sizes: np.ndarray, annotations: list[dict], indices: np.ndarray, source: str) -> None:
+def _check_inside_images(
+    pixels: np.ndarray, sizes: np.ndarray, annotations: list[dict], indices: np.ndarray, source: str
+) -> None:
     outside = (pixels < 0).any(axis=2) | (pixels[..., 0] >= sizes[:, None, 1]) | (pixels[..., 1] >= sizes[:, None, 0])
     bad = np.flatnonzero(outside.any(axis=1))
     if len(bad):
         raise PointFormatError(
             source,
-            [f"annotation id {annotations[indices[k]].get('id')!r}: box {annotations[indices[k]]['bbox']} reaches outside "
-             f"its image, so a point fell outside it (the reference asserts here)" for k in bad],
+            [
+                f"annotation id {annotations[indices[k]].get('id')!r}: box {annotations[indices[k]]['bbox']} reaches outside "
+                f"its image, so a point fell outside it (the reference asserts here)"
+                for k in bad
+            ],
         )
 
 
-def _simulate_one(coco: dict, config: SimulationConfig, version: int, legacy_rng: np.random.RandomState | None, source: str,
-                  show_progress: bool, consume_input: bool = False) -> SimulationResult:
+def _simulate_one(
+    coco: dict,
+    config: SimulationConfig,
+    version: int,
+    legacy_rng: np.random.RandomState | None,
+    source: str,
+    show_progress: bool,
+    consume_input: bool = False,
+) -> SimulationResult:
     annotations = coco["annotations"]
     indices = sampled_annotation_indices(annotations, config.compat)
     boxes, sizes = _boxes_and_sizes(coco, indices)
@@ -164,8 +177,19 @@ def _simulate_one(coco: dict, config: SimulationConfig, version: int, legacy_rng
             orders = rng.permuted(np.tile(np.arange(n), (count, 1)), axis=1)
 
     if config.needs_distances:
-        labels, distances = _labels_and_distances(coco, indices, sizes, boxes_xyxy, pixels, config, version, source, show_progress,
-                                                  candidates if bias is not None else None, orders if bias is not None else None)
+        labels, distances = _labels_and_distances(
+            coco,
+            indices,
+            sizes,
+            boxes_xyxy,
+            pixels,
+            config,
+            version,
+            source,
+            show_progress,
+            candidates if bias is not None else None,
+            orders if bias is not None else None,
+        )
     else:
         labels, distances = _labels_only(coco, indices, sizes, pixels, config, version, source, show_progress), None
 
@@ -185,8 +209,9 @@ def _simulate_one(coco: dict, config: SimulationConfig, version: int, legacy_rng
     return SimulationResult(version, output, statistics)
 
 
-def _apply_label_noise(labels: np.ndarray, distances: np.ndarray | None, crowd: np.ndarray, config: SimulationConfig,
-                       version: int) -> tuple[np.ndarray, int, int]:
+def _apply_label_noise(
+    labels: np.ndarray, distances: np.ndarray | None, crowd: np.ndarray, config: SimulationConfig, version: int
+) -> tuple[np.ndarray, int, int]:
     """Flip labels of non-crowd points per the noise options (own random stream).
 
     Returns the new ``(A, N)`` labels and how many were flipped by boundary and random noise."""
@@ -197,6 +222,7 @@ def _apply_label_noise(labels: np.ndarray, distances: np.ndarray | None, crowd: 
     noise_rng = np.random.default_rng([config.seed, version, _NOISE_STREAM])
     boundary = np.zeros(eligible.size, dtype=bool)
     if config.boundary_noise > 0:
+        assert distances is not None  # boundary noise needs distances (config.needs_distances)
         boundary = flip_labels_near_boundary(eligible, distances[rows].ravel(), config.boundary_noise, noise_rng)
     random = np.zeros(eligible.size, dtype=bool)
     if config.label_noise > 0:
@@ -206,8 +232,16 @@ def _apply_label_noise(labels: np.ndarray, distances: np.ndarray | None, crowd: 
     return flipped, int(boundary.sum()), int(random.sum())
 
 
-def _labels_only(coco: dict, indices: np.ndarray, sizes: np.ndarray, pixels: np.ndarray, config: SimulationConfig,
-                 version: int, source: str, show_progress: bool) -> np.ndarray:
+def _labels_only(
+    coco: dict,
+    indices: np.ndarray,
+    sizes: np.ndarray,
+    pixels: np.ndarray,
+    config: SimulationConfig,
+    version: int,
+    source: str,
+    show_progress: bool,
+) -> np.ndarray:
     """``(A, N)`` mask values at the pixels, read without decoding any mask."""
     annotations = coco["annotations"]
     labels = np.zeros(pixels.shape[:2], dtype=np.int64)
@@ -218,15 +252,27 @@ def _labels_only(coco: dict, indices: np.ndarray, sizes: np.ndarray, pixels: np.
         segmentations = [annotations[i].get("segmentation") for i in indices[start:stop]]
         values, bad = mask_values_at_pixels(segmentations, sizes[start:stop], pixels[start:stop])
         labels[start:stop] = values
-        problems.extend(f"annotation id {annotations[indices[start + k]].get('id')!r}: {message}" for k, message in sorted(bad.items()))
+        problems.extend(
+            f"annotation id {annotations[indices[start + k]].get('id')!r}: {message}" for k, message in sorted(bad.items())
+        )
     if problems:
         raise PointFormatError(source, problems)
     return labels
 
 
-def _labels_and_distances(coco: dict, indices: np.ndarray, sizes: np.ndarray, boxes_xyxy: np.ndarray, pixels: np.ndarray,
-                          config: SimulationConfig, version: int, source: str, show_progress: bool,
-                          candidates: np.ndarray | None, orders: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+def _labels_and_distances(
+    coco: dict,
+    indices: np.ndarray,
+    sizes: np.ndarray,
+    boxes_xyxy: np.ndarray,
+    pixels: np.ndarray,
+    config: SimulationConfig,
+    version: int,
+    source: str,
+    show_progress: bool,
+    candidates: np.ndarray | None,
+    orders: np.ndarray | None,
+) -> tuple[np.ndarray, np.ndarray]:
     """Labels and boundary distances (slower: rasterises each box). With boundary bias, first
     replaces ``pixels`` (in place) by the boundary-biased choice from ``candidates``."""
     annotations = coco["annotations"]
@@ -240,20 +286,30 @@ def _labels_and_distances(coco: dict, indices: np.ndarray, sizes: np.ndarray, bo
         segmentations = [annotations[i].get("segmentation") for i in indices[start:stop]]
         _, masks, bad = masks_as_runs(segmentations, sizes[start:stop])
         if bad:
-            raise PointFormatError(source, [f"annotation id {annotations[indices[start + k]].get('id')!r}: {message}" for k, message in sorted(bad.items())])
+            raise PointFormatError(
+                source,
+                [f"annotation id {annotations[indices[start + k]].get('id')!r}: {message}" for k, message in sorted(bad.items())],
+            )
+        assert masks is not None  # every segmentation of the chunk converted
         for k in range(start, stop):
             if bias is not None:
+                assert candidates is not None and orders is not None  # given whenever there is a boundary bias
                 num_candidates = bias.oversample * n
                 near = distances_to_boundary(masks, k - start, boxes_xyxy[k], candidates[k][:num_candidates])
-                pixels[k] = boundary_biased_pixels(candidates[k][:num_candidates], candidates[k][num_candidates:], near, bias, orders[k])
+                pixels[k] = boundary_biased_pixels(
+                    candidates[k][:num_candidates], candidates[k][num_candidates:], near, bias, orders[k]
+                )
             distances[k] = distances_to_boundary(masks, k - start, boxes_xyxy[k], pixels[k])
         local = np.repeat(np.arange(stop - start), n)
-        labels[start:stop] = masks.values_at(local, pixels[start:stop, :, 0].ravel(), pixels[start:stop, :, 1].ravel()).reshape(-1, n)
+        labels[start:stop] = masks.values_at(local, pixels[start:stop, :, 0].ravel(), pixels[start:stop, :, 1].ravel()).reshape(
+            -1, n
+        )
     return labels, distances
 
 
-def _build_output(coco: dict, indices: np.ndarray, pixels: np.ndarray, labels: np.ndarray, keep_masks: bool,
-                  consume_input: bool) -> dict:
+def _build_output(
+    coco: dict, indices: np.ndarray, pixels: np.ndarray, labels: np.ndarray, keep_masks: bool, consume_input: bool
+) -> dict:
     """The reference's layout: annotation keys in input order minus ``segmentation`` (unless
     kept), then ``point_coords`` and ``point_labels``; top-level ``annotations`` last.
 
@@ -323,6 +379,8 @@ def simulate_versions(
         yield _simulate_one(coco, config, version, legacy_rng, source, show_progress, consume_input and version == versions)
 
 
-def simulate(coco: dict[str, Any], config: SimulationConfig = SimulationConfig(), source: str = "<memory>", show_progress: bool = False) -> SimulationResult:
+def simulate(
+    coco: dict[str, Any], config: SimulationConfig = SimulationConfig(), source: str = "<memory>", show_progress: bool = False
+) -> SimulationResult:
     """Simulate version 1 (see :func:`simulate_versions`)."""
     return next(simulate_versions(coco, config, 1, source, show_progress))

@@ -49,8 +49,14 @@ class PointStatistics:
                 f"min {self.min_points_per_instance} / mean {self.mean_points_per_instance:.2f} / max {self.max_points_per_instance}",
             ),
             ("positive (object) points", f"{100.0 * self.positive_fraction:.1f} %"),
-            ("instances without a positive point", f"{self.instances_without_positive} ({pct(self.instances_without_positive, self.instances)})"),
-            ("instances without a negative point", f"{self.instances_without_negative} ({pct(self.instances_without_negative, self.instances)})"),
+            (
+                "instances without a positive point",
+                f"{self.instances_without_positive} ({pct(self.instances_without_positive, self.instances)})",
+            ),
+            (
+                "instances without a negative point",
+                f"{self.instances_without_negative} ({pct(self.instances_without_negative, self.instances)})",
+            ),
             (
                 "agreement with masks",
                 "n/a (no masks)" if self.agreement_with_masks is None else f"{100.0 * self.agreement_with_masks:.2f} %",

@@ -5,7 +5,7 @@
   model sees (after augmentation).
 * :class:`Detections`: what a model predicts for one image.
 
-Coordinates are continuous image coordinates (design notes, section 2): pixel ``(i, j)`` covers
+Coordinates are continuous image coordinates (docs/conventions.md, section 1): pixel ``(i, j)`` covers
 ``[j, j + 1) x [i, i + 1)``, and the centre of a stored integer point ``d`` is ``d + 0.5``.
 Boxes are ``(x0, y0, x1, y1)``.
 """
@@ -50,7 +50,7 @@ class InstanceTargets:
     def num_points(self) -> int:
         return int(self.point_coords.shape[1])
 
-    def select(self, keep: Tensor) -> "InstanceTargets":
+    def select(self, keep: Tensor) -> InstanceTargets:
         """The instances at ``keep`` (a bool mask or an index tensor)."""
         return InstanceTargets(
             boxes=self.boxes[keep],
@@ -61,7 +61,7 @@ class InstanceTargets:
             annotation_ids=None if self.annotation_ids is None else self.annotation_ids[keep],
         )
 
-    def to(self, device: torch.device | str) -> "InstanceTargets":
+    def to(self, device: torch.device | str) -> InstanceTargets:
         return InstanceTargets(
             boxes=self.boxes.to(device),
             classes=self.classes.to(device),
@@ -72,7 +72,7 @@ class InstanceTargets:
         )
 
     @staticmethod
-    def empty(num_points: int = 0, with_masks: bool = False, image_size: tuple[int, int] = (0, 0)) -> "InstanceTargets":
+    def empty(num_points: int = 0, with_masks: bool = False, image_size: tuple[int, int] = (0, 0)) -> InstanceTargets:
         """Targets with zero instances (for images whose instances were all cropped away)."""
         height, width = image_size
         return InstanceTargets(
@@ -108,7 +108,7 @@ class Sample:
         """(height, width) of ``image``."""
         return int(self.image.shape[-2]), int(self.image.shape[-1])
 
-    def with_targets(self, targets: InstanceTargets | None) -> "Sample":
+    def with_targets(self, targets: InstanceTargets | None) -> Sample:
         return replace(self, targets=targets)
 
 

@@ -16,13 +16,16 @@ import contextlib
 import errno
 import os
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
-from typing import IO, Any, Iterator
+from typing import IO, Any
 
 import msgspec
 
+from pointsup.errors import PointsupError
 
-class OutputWriteError(Exception):
+
+class OutputWriteError(PointsupError):
     """A file could not be written (disk full, read-only, permission...); nothing was replaced."""
 
 
@@ -74,8 +77,9 @@ def _final_mode(destination: Path) -> int:
 
 
 @contextlib.contextmanager
-def atomic_write(path: str | os.PathLike[str], mode: str = "w", encoding: str | None = "utf-8", *,
-                 fsync: bool = True) -> Iterator[IO[Any]]:
+def atomic_write(
+    path: str | os.PathLike[str], mode: str = "w", encoding: str | None = "utf-8", *, fsync: bool = True
+) -> Iterator[IO[Any]]:
     """Open a temporary file beside ``path``; on clean exit, rename it to ``path``.
 
     Args:

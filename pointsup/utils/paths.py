@@ -10,22 +10,30 @@ exist yet, when they resolve to the same absolute path.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
+
+from pointsup.errors import PointsupError
 
 
-class OutputOverInputError(ValueError):
+class OutputOverInputError(PointsupError, ValueError):
     """An output path that is an input file of the same command (shown as one line by the CLI)."""
 
-    def __init__(self, option: str, output: str | os.PathLike[str], input_file: str | os.PathLike[str],
-                 folder: str | os.PathLike[str] | None = None) -> None:
+    def __init__(
+        self,
+        option: str,
+        output: str | os.PathLike[str],
+        input_file: str | os.PathLike[str],
+        folder: str | os.PathLike[str] | None = None,
+    ) -> None:
         self.option, self.output, self.input_file, self.folder = option, Path(output), Path(input_file), folder
         if folder is None:
             target, choose = f"{option} {output} is", "path"
         else:
             target, choose = f"{option} {folder} would write {output}, which is", "folder"
-        super().__init__(f"{target} the input file {input_file}: writing it would replace the input; "
-                         f"choose another output {choose}")
+        super().__init__(
+            f"{target} the input file {input_file}: writing it would replace the input; choose another output {choose}"
+        )
 
 
 def same_file(first: str | os.PathLike[str], second: str | os.PathLike[str]) -> bool:
@@ -37,8 +45,12 @@ def same_file(first: str | os.PathLike[str], second: str | os.PathLike[str]) -> 
         return Path(first).expanduser().resolve() == Path(second).expanduser().resolve()
 
 
-def refuse_output_over_input(output: str | os.PathLike[str], inputs: Iterable[str | os.PathLike[str] | None], option: str,
-                             folder: str | os.PathLike[str] | None = None) -> None:
+def refuse_output_over_input(
+    output: str | os.PathLike[str],
+    inputs: Iterable[str | os.PathLike[str] | None],
+    option: str,
+    folder: str | os.PathLike[str] | None = None,
+) -> None:
     """Raise :class:`OutputOverInputError` when ``output`` is the same file as one of ``inputs``.
 
     Args:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import Iterable, TypeVar
+from collections.abc import Iterable
+from typing import TypeVar
 
 from tqdm import tqdm
 
@@ -16,7 +17,9 @@ def progress_enabled() -> bool:
     return not os.environ.get("POINTSUP_NO_PROGRESS")
 
 
-def progress(iterable: Iterable[T], *, total: int | None = None, desc: str = "", unit: str = "it", enabled: bool = True) -> Iterable[T]:
+def progress(
+    iterable: Iterable[T], *, total: int | None = None, desc: str = "", unit: str = "it", enabled: bool = True
+) -> Iterable[T]:
     """Wrap ``iterable`` in a tqdm bar on stderr (disabled when ``enabled`` is False)."""
     return tqdm(
         iterable,

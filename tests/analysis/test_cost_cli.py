@@ -18,7 +18,7 @@ from pointsup.analysis.budget_curves import (
 )
 from pointsup.analysis.cli import SPOTTING_TABLE_S, add_cost_parser
 from pointsup.analysis.cost import COCO2017_TRAIN, AnnotationCosts, count_instances
-from pointsup.cli import CommandError
+from pointsup.errors import CommandError
 
 FIGURE9_RUNS = {"masks": [(0.25, 12.0), (0.5, 20.0), (1.0, 26.0)], "P10": [(0.25, 9.0), (0.5, 16.0), (1.0, 24.0)]}
 

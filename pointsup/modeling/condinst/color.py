@@ -74,11 +74,10 @@ def unfold_without_centre(x: Tensor, kernel_size: int, dilation: int) -> Tensor:
     size = kernel_size * kernel_size
     unfolded = F.unfold(x, kernel_size=kernel_size, dilation=dilation, padding=dilation * (kernel_size // 2))
     unfolded = unfolded.reshape(batch, channels, size, height, width)
-    return torch.cat((unfolded[:, :, : size // 2], unfolded[:, :, size // 2 + 1:]), dim=2)
+    return torch.cat((unfolded[:, :, : size // 2], unfolded[:, :, size // 2 + 1 :]), dim=2)
 
 
-def color_similarity(images_lab: Tensor, valid: Tensor, kernel_size: int = 3, dilation: int = 2,
-                     theta: float = 2.0) -> Tensor:
+def color_similarity(images_lab: Tensor, valid: Tensor, kernel_size: int = 3, dilation: int = 2, theta: float = 2.0) -> Tensor:
     """Colour similarity of each cell with its neighbours.
 
     Args:

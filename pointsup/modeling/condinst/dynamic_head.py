@@ -29,9 +29,17 @@ class DynamicMaskHead(nn.Module):
             bilinear upsampling).
     """
 
-    def __init__(self, in_channels: int = 8, channels: int = 8, num_layers: int = 3,
-                 sizes_of_interest: tuple[float, ...] = (64, 128, 256, 512, 1024), output_stride: int = 4,
-                 negative_slope: float = 0.0):
+    sizes_of_interest: Tensor  # a buffer (registered in __init__)
+
+    def __init__(
+        self,
+        in_channels: int = 8,
+        channels: int = 8,
+        num_layers: int = 3,
+        sizes_of_interest: tuple[float, ...] = (64, 128, 256, 512, 1024),
+        output_stride: int = 4,
+        negative_slope: float = 0.0,
+    ):
         super().__init__()
         if num_layers < 1:
             raise ValueError(f"the dynamic mask head needs at least one layer, got {num_layers}")
@@ -56,13 +64,15 @@ class DynamicMaskHead(nn.Module):
         biases = [p.reshape(-1, o, 1) for p, (o, _) in zip(pieces[layers:], self.shapes)]
         return weights, biases
 
-    def forward(self, mask_features: Tensor, feature_stride: int, image_index: Tensor, centres: Tensor, levels: Tensor,
-                params: Tensor) -> Tensor:
+    def forward(
+        self, mask_features: Tensor, feature_stride: int, image_index: Tensor, centres: Tensor, levels: Tensor, params: Tensor
+    ) -> Tensor:
         """Mask logits of N instances; the arguments and result are those of :meth:`logits_and_activity`."""
         return self.logits_and_activity(mask_features, feature_stride, image_index, centres, levels, params)[0]
 
-    def logits_and_activity(self, mask_features: Tensor, feature_stride: int, image_index: Tensor, centres: Tensor,
-                            levels: Tensor, params: Tensor) -> tuple[Tensor, Tensor]:
+    def logits_and_activity(
+        self, mask_features: Tensor, feature_stride: int, image_index: Tensor, centres: Tensor, levels: Tensor, params: Tensor
+    ) -> tuple[Tensor, Tensor]:
         """Mask logits of N instances, and how active the head's last hidden layer is.
 
         Args:

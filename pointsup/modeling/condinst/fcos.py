@@ -1,7 +1,7 @@
 """The FCOS detector underneath CondInst: locations, target assignment, the head with CondInst's
 controller, and detection post-processing.
 
-Locations follow the design notes' continuous coordinates: cell ``(i, j)`` of a level with
+Locations follow the continuous coordinates of docs/conventions.md (section 1): cell ``(i, j)`` of a level with
 stride ``s`` is centred at ``((j + 0.5) s, (i + 0.5) s)``. torchvision's ``FCOSHead`` supplies the
 towers, the focal / GIoU / centre-ness losses and the box coder (distances to the four sides,
 divided by the stride); each location's "anchor" is the square of side ``s`` around it.
@@ -35,7 +35,7 @@ class Locations:
     num_per_level: list[int]
 
     @staticmethod
-    def of(sizes: list[tuple[int, int]], strides: list[int], device: torch.device) -> "Locations":
+    def of(sizes: list[tuple[int, int]], strides: list[int], device: torch.device) -> Locations:
         """The locations of maps of ``sizes`` (h, w) with ``strides``, row-major within a level."""
         centres, location_strides, levels = [], [], []
         for level, ((height, width), stride) in enumerate(zip(sizes, strides)):
@@ -107,9 +107,10 @@ class CondInstHead(FCOSHead):
         super().__init__(in_channels, num_anchors=1, num_classes=num_classes, num_convs=num_convs)
         self.controller = nn.Conv2d(in_channels, num_params, kernel_size=3, padding=1)
         nn.init.normal_(self.controller.weight, std=0.01)
+        assert self.controller.bias is not None
         nn.init.zeros_(self.controller.bias)
 
-    def forward(self, features: list[Tensor]) -> dict[str, Tensor]:  # type: ignore[override]
+    def forward(self, features: list[Tensor]) -> dict[str, Tensor]:
         """Per-location outputs over all levels, each (B, L, ·): ``cls_logits`` (C),
         ``bbox_regression`` (4, non-negative side distances / stride), ``bbox_ctrness`` (1) and
         ``params`` (the controller's dynamic-head parameters)."""
@@ -143,9 +144,17 @@ class DetectionCandidates:
     locations: Tensor  # (K,) index into the batch's L locations
 
 
-def select_detections(cls_logits: Tensor, ctrness: Tensor, boxes: Tensor, locations: Locations,
-                      image_size: tuple[int, int], score_thresh: float = 0.05, topk_candidates: int = 1000,
-                      nms_thresh: float = 0.6, detections_per_image: int = 100) -> DetectionCandidates:
+def select_detections(
+    cls_logits: Tensor,
+    ctrness: Tensor,
+    boxes: Tensor,
+    locations: Locations,
+    image_size: tuple[int, int],
+    score_thresh: float = 0.05,
+    topk_candidates: int = 1000,
+    nms_thresh: float = 0.6,
+    detections_per_image: int = 100,
+) -> DetectionCandidates:
     """FCOS post-processing of one image.
 
     Per level, (location, class) pairs whose class probability exceeds ``score_thresh`` are
@@ -163,8 +172,8 @@ def select_detections(cls_logits: Tensor, ctrness: Tensor, boxes: Tensor, locati
     chosen_locations, chosen_classes, chosen_scores = [], [], []
     start = 0
     for count in locations.num_per_level:
-        level_probs = probs[start:start + count].flatten()
-        level_ranking = ranking[start:start + count].flatten()
+        level_probs = probs[start : start + count].flatten()
+        level_ranking = ranking[start : start + count].flatten()
         candidates = torch.nonzero(level_probs > score_thresh).squeeze(1)
         if candidates.numel() > topk_candidates:
             candidates = candidates[level_ranking[candidates].topk(topk_candidates).indices]

@@ -67,11 +67,11 @@ def image_point_loss(mask_logits: Tensor, stride: int, point_coords: Tensor, poi
         zero = mask_logits.sum() * 0.0
         return MaskLossOutput(zero, zero.detach())
     height, width = mask_logits.shape[-2:]
-    scale = torch.tensor([2.0 / (width * stride), 2.0 / (height * stride)],
-                         dtype=mask_logits.dtype, device=mask_logits.device)
+    scale = torch.tensor([2.0 / (width * stride), 2.0 / (height * stride)], dtype=mask_logits.dtype, device=mask_logits.device)
     grid = (point_coords.to(mask_logits.dtype) * scale - 1.0).unsqueeze(2)  # (N, P, 1, 2)
-    point_logits = F.grid_sample(mask_logits.unsqueeze(1), grid, mode="bilinear", padding_mode="border",
-                                 align_corners=False)[:, 0, :, 0]  # (N, P)
+    point_logits = F.grid_sample(mask_logits.unsqueeze(1), grid, mode="bilinear", padding_mode="border", align_corners=False)[
+        :, 0, :, 0
+    ]  # (N, P)
     targets = torch.where(valid, point_labels, torch.zeros_like(point_labels)).to(mask_logits.dtype)
     weights = valid.to(mask_logits.dtype)
     num_valid = weights.sum().clamp(min=1.0)
@@ -126,8 +126,9 @@ def projection_loss(mask_probs: Tensor, box_masks: Tensor) -> Tensor:
     return along_x + along_y
 
 
-def pairwise_loss(mask_logits: Tensor, similarity: Tensor, box_masks: Tensor, threshold: float = 0.3,
-                  kernel_size: int = 3, dilation: int = 2) -> Tensor:
+def pairwise_loss(
+    mask_logits: Tensor, similarity: Tensor, box_masks: Tensor, threshold: float = 0.3, kernel_size: int = 3, dilation: int = 2
+) -> Tensor:
     """BoxInst's pairwise term: similar-coloured neighbours inside the box share a label.
 
     For each cell and each neighbour (:func:`~pointsup.modeling.condinst.color.unfold_without_centre`

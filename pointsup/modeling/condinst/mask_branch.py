@@ -3,7 +3,7 @@ instance's dynamic mask head reads."""
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -33,8 +33,15 @@ class MaskBranch(nn.Module):
         norm: normalisation layer constructor (None: none).
     """
 
-    def __init__(self, in_channels: int, channels: int = 128, out_channels: int = 8, num_convs: int = 4,
-                 num_levels: int = 3, norm: Callable[[int], nn.Module] | None = None):
+    def __init__(
+        self,
+        in_channels: int,
+        channels: int = 128,
+        out_channels: int = 8,
+        num_convs: int = 4,
+        num_levels: int = 3,
+        norm: Callable[[int], nn.Module] | None = None,
+    ):
         super().__init__()
         self.refine = nn.ModuleList([_conv_norm_relu(in_channels, channels, norm) for _ in range(num_levels)])
         self.tower = nn.Sequential(*[_conv_norm_relu(channels, channels, norm) for _ in range(num_convs)])

@@ -18,8 +18,9 @@ At inference each detection's mask probabilities are resampled onto a box-relati
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal, Sequence
+from typing import Literal, cast
 
 import torch
 import torch.nn.functional as F
@@ -95,11 +96,24 @@ class CondInst(Detector):
         pixel_mean, pixel_std, size_divisibility: as for :class:`Detector`.
     """
 
-    def __init__(self, backbone: nn.Module, strides: Sequence[int], head: CondInstHead, mask_branch: MaskBranch,
-                 dynamic_head: DynamicMaskHead, supervision: CondInstSupervision, pixel_mean: Sequence[float],
-                 pixel_std: Sequence[float], center_sampling_radius: float = 1.5, max_proposals: int = 500,
-                 pairwise: PairwiseSettings | None = None, inference: InferenceSettings | None = None,
-                 size_divisibility: int = 32):
+    iteration: Tensor  # a buffer (registered in __init__)
+
+    def __init__(
+        self,
+        backbone: nn.Module,
+        strides: Sequence[int],
+        head: CondInstHead,
+        mask_branch: MaskBranch,
+        dynamic_head: DynamicMaskHead,
+        supervision: CondInstSupervision,
+        pixel_mean: Sequence[float],
+        pixel_std: Sequence[float],
+        center_sampling_radius: float = 1.5,
+        max_proposals: int = 500,
+        pairwise: PairwiseSettings | None = None,
+        inference: InferenceSettings | None = None,
+        size_divisibility: int = 32,
+    ):
         super().__init__(pixel_mean, pixel_std, size_divisibility)
         if supervision not in CONDINST_SUPERVISIONS:
             raise ValueError(f"supervision must be one of {CONDINST_SUPERVISIONS}, got {supervision!r}")
@@ -134,22 +148,29 @@ class CondInst(Detector):
         if self.training:
             if any(s.targets is None for s in samples):
                 raise ValueError("training needs targets on every sample")
-            targets = [s.targets.to(self.device) for s in samples]
+            targets = [cast(InstanceTargets, s.targets).to(self.device) for s in samples]
             return self.losses(samples, targets, outputs, locations, mask_features)
         results = [self.detect(b, outputs, locations, mask_features, size) for b, size in enumerate(images.image_sizes)]
         return [self.to_original(result, sample) for result, sample in zip(results, samples)]
 
     # training ---------------------------------------------------------------------------------
 
-    def losses(self, samples: Sequence[Sample], targets: list[InstanceTargets], outputs: dict[str, Tensor],
-               locations: Locations, mask_features: Tensor) -> dict[str, Tensor]:
+    def losses(
+        self,
+        samples: Sequence[Sample],
+        targets: list[InstanceTargets],
+        outputs: dict[str, Tensor],
+        locations: Locations,
+        mask_features: Tensor,
+    ) -> dict[str, Tensor]:
         """FCOS's losses and the supervision's mask losses, plus detached metrics."""
         matched = [match_locations(locations, t.boxes, self.center_sampling_radius) for t in targets]
         anchors = locations.anchors
         detector = self.head.compute_loss(
             [{"boxes": t.boxes, "labels": t.classes} for t in targets],
             {key: outputs[key] for key in ("cls_logits", "bbox_regression", "bbox_ctrness")},
-            [anchors] * len(targets), matched,
+            [anchors] * len(targets),
+            matched,
         )
         result: dict[str, Tensor] = {
             "loss_cls": detector["classification"],
@@ -158,8 +179,11 @@ class CondInst(Detector):
         }
         positives = self._positives(matched)
         mask_logits, activity = self.dynamic_head.logits_and_activity(
-            mask_features, self.mask_feature_stride, positives.image_index,
-            locations.centres[positives.location_index], locations.levels[positives.location_index],
+            mask_features,
+            self.mask_feature_stride,
+            positives.image_index,
+            locations.centres[positives.location_index],
+            locations.levels[positives.location_index],
             outputs["params"][positives.image_index, positives.location_index],
         )  # (N, H/4, W/4)
         result.update(self._mask_losses(samples, targets, positives, mask_logits))
@@ -179,7 +203,10 @@ class CondInst(Detector):
                 "training batches in a row (now %.2f %%). Its ReLU units get no gradient, so it now predicts one constant "
                 "mask per instance (the box, once cut at inference) and will not recover. Train with "
                 "model.condinst_mask_head_negative_slope: 0.1 (leaky ReLU), as the CPU recipes do.",
-                100 * self.collapse_watch.threshold, self.collapse_watch.patience, 100 * activity)
+                100 * self.collapse_watch.threshold,
+                self.collapse_watch.patience,
+                100 * activity,
+            )
 
     def _positives(self, matched: list[Tensor]) -> _Positives:
         image_index, location_index = torch.nonzero(torch.stack(matched) >= 0, as_tuple=True)
@@ -189,8 +216,9 @@ class CondInst(Detector):
         gt_index = torch.stack(matched)[image_index, location_index]
         return _Positives(image_index, location_index, gt_index)
 
-    def _mask_losses(self, samples: Sequence[Sample], targets: list[InstanceTargets], positives: _Positives,
-                     mask_logits: Tensor) -> dict[str, Tensor]:
+    def _mask_losses(
+        self, samples: Sequence[Sample], targets: list[InstanceTargets], positives: _Positives, mask_logits: Tensor
+    ) -> dict[str, Tensor]:
         """The supervision's losses on the (N, h, w) stride-4 logits of the positives."""
         if self.supervision == "points":
             return self._point_losses(targets, positives, mask_logits)
@@ -222,8 +250,9 @@ class CondInst(Detector):
             accuracy = ((probs > 0.5) == (truth > 0.5)).float().mean()
         return {"loss_mask": dice_loss(probs, truth).mean(), "mask_accuracy": accuracy}
 
-    def _boxinst_losses(self, samples: Sequence[Sample], targets: list[InstanceTargets], positives: _Positives,
-                        mask_logits: Tensor) -> dict[str, Tensor]:
+    def _boxinst_losses(
+        self, samples: Sequence[Sample], targets: list[InstanceTargets], positives: _Positives, mask_logits: Tensor
+    ) -> dict[str, Tensor]:
         stride = self.mask_stride
         height, width = mask_logits.shape[-2] * stride, mask_logits.shape[-1] * stride
         boxes = torch.cat([t.boxes for t in targets])[_flat_index(targets, positives)]
@@ -232,8 +261,14 @@ class CondInst(Detector):
         loss_projection = projection_loss(probs, box_masks).mean() if len(probs) else mask_logits.sum() * 0
         lab, valid = self._image_colours(samples, height, width)
         similarity = color_similarity(lab, valid, self.pairwise.kernel_size, self.pairwise.dilation)
-        loss_pairwise = pairwise_loss(mask_logits, similarity[positives.image_index], box_masks,
-                                      self.pairwise.color_threshold, self.pairwise.kernel_size, self.pairwise.dilation)
+        loss_pairwise = pairwise_loss(
+            mask_logits,
+            similarity[positives.image_index],
+            box_masks,
+            self.pairwise.color_threshold,
+            self.pairwise.kernel_size,
+            self.pairwise.dilation,
+        )
         warmup = pairwise_warmup_factor(int(self.iteration), self.pairwise.warmup_iters)
         return {"loss_projection": loss_projection, "loss_pairwise": loss_pairwise * warmup}
 
@@ -249,20 +284,39 @@ class CondInst(Detector):
 
     # inference --------------------------------------------------------------------------------
 
-    def detect(self, index: int, outputs: dict[str, Tensor], locations: Locations, mask_features: Tensor,
-               image_size: tuple[int, int]) -> dict[str, Tensor]:
+    def detect(
+        self, index: int, outputs: dict[str, Tensor], locations: Locations, mask_features: Tensor, image_size: tuple[int, int]
+    ) -> dict[str, Tensor]:
         """Boxes, scores, classes and (K, M, M) box-relative mask probabilities of image ``index``
         (input-image coordinates)."""
         settings = self.inference
         boxes = self.head.box_coder.decode(outputs["bbox_regression"][index], locations.anchors)
-        found = select_detections(outputs["cls_logits"][index], outputs["bbox_ctrness"][index], boxes, locations, image_size,
-                                  settings.score_thresh, settings.topk_candidates, settings.nms_thresh,
-                                  settings.detections_per_image)
+        found = select_detections(
+            outputs["cls_logits"][index],
+            outputs["bbox_ctrness"][index],
+            boxes,
+            locations,
+            image_size,
+            settings.score_thresh,
+            settings.topk_candidates,
+            settings.nms_thresh,
+            settings.detections_per_image,
+        )
         image_index = torch.full_like(found.locations, index)
-        logits = self.dynamic_head(mask_features, self.mask_feature_stride, image_index, locations.centres[found.locations],
-                                   locations.levels[found.locations], outputs["params"][index, found.locations])
-        return {"boxes": found.boxes, "scores": found.scores, "classes": found.classes,
-                "mask_probs": self.box_relative_masks(logits.sigmoid(), found.boxes)}
+        logits = self.dynamic_head(
+            mask_features,
+            self.mask_feature_stride,
+            image_index,
+            locations.centres[found.locations],
+            locations.levels[found.locations],
+            outputs["params"][index, found.locations],
+        )
+        return {
+            "boxes": found.boxes,
+            "scores": found.scores,
+            "classes": found.classes,
+            "mask_probs": self.box_relative_masks(logits.sigmoid(), found.boxes),
+        }
 
     def box_relative_masks(self, image_probs: Tensor, boxes: Tensor) -> Tensor:
         """(K, h, w) probabilities at the mask stride -> (K, M, M) on each box's own grid
@@ -271,8 +325,9 @@ class CondInst(Detector):
         if boxes.shape[0] == 0:
             return image_probs.new_zeros((0, size, size))
         rois = torch.cat([torch.arange(len(boxes), device=boxes.device, dtype=boxes.dtype)[:, None], boxes], dim=1)
-        return roi_align(image_probs[:, None], rois, (size, size), spatial_scale=1.0 / self.mask_stride, sampling_ratio=2,
-                         aligned=True)[:, 0]
+        return roi_align(
+            image_probs[:, None], rois, (size, size), spatial_scale=1.0 / self.mask_stride, sampling_ratio=2, aligned=True
+        )[:, 0]
 
 
 def _flat_index(targets: list[InstanceTargets], positives: _Positives) -> Tensor:

@@ -5,5 +5,12 @@ from pointsup.modeling.mask_heads.implicit_pointrend import ImplicitPointHead, I
 from pointsup.modeling.mask_heads.maskrcnn import MaskRCNNConvUpsample, MaskRCNNMaskHead
 from pointsup.modeling.mask_heads.pointrend import PointRendMaskHead, StandardPointHead
 
-__all__ = ["ImplicitPointHead", "ImplicitPointRendMaskHead", "MaskRCNNConvUpsample", "MaskRCNNMaskHead",
-           "PointRendMaskHead", "RoIMaskHead", "StandardPointHead"]
+__all__ = [
+    "ImplicitPointHead",
+    "ImplicitPointRendMaskHead",
+    "MaskRCNNConvUpsample",
+    "MaskRCNNMaskHead",
+    "PointRendMaskHead",
+    "RoIMaskHead",
+    "StandardPointHead",
+]

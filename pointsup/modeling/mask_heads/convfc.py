@@ -9,7 +9,7 @@ per-RoI point head (Implicit PointRend).
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 from torch import Tensor, nn
@@ -18,7 +18,7 @@ from pointsup.modeling.mask_heads.maskrcnn import msra_fill
 from pointsup.modeling.point_ops import box_points_to_image, channels_last, regular_grid_points, sample_image_features
 
 
-def xavier_fill(module: nn.Module) -> None:
+def xavier_fill(module: nn.Conv1d | nn.Conv2d | nn.ConvTranspose2d | nn.Linear) -> None:
     """detectron2's c2_xavier_fill: Kaiming-uniform with ``a = 1`` and zero bias."""
     nn.init.kaiming_uniform_(module.weight, a=1)
     if module.bias is not None:

@@ -47,8 +47,16 @@ class ImplicitPointHead(nn.Module):
         positional_encoding: whether the point's encoded position is an input.
     """
 
-    def __init__(self, feature_channels: int, num_classes: int, hidden_dim: int = 256, num_hidden: int = 3,
-                 positional_encoding: bool = True):
+    positional_encoding_gaussian_matrix: Tensor  # a buffer (registered in __init__)
+
+    def __init__(
+        self,
+        feature_channels: int,
+        num_classes: int,
+        hidden_dim: int = 256,
+        num_hidden: int = 3,
+        positional_encoding: bool = True,
+    ):
         super().__init__()
         self.feature_channels = feature_channels
         self.num_classes = num_classes
@@ -146,7 +154,7 @@ class ImplicitPointHead(nn.Module):
                 layers' (R, out_l, in_l).
             biases: (R, out_l, 1) per layer.
         """
-        first, rest = weights[:len(parts)], weights[len(parts):]
+        first, rest = weights[: len(parts)], weights[len(parts) :]
         x = biases[0]
         for part, block in zip(parts, first):
             x = torch.baddbmm(x, block, part)
@@ -187,14 +195,26 @@ class ImplicitPointRendMaskHead(SubdivisionMaskHead):
             prediction layer's bias) instead of the reference's all-zero parameters.
     """
 
-    def __init__(self, parameter_head: ConvFCHead, point_head: ImplicitPointHead, sampler: FineFeatureSampler,
-                 supervision: Supervision, grid_side: int = 14, train_num_points: int = 196, subdivision_steps: int = 3,
-                 subdivision_num_points: int = 784, params_l2_weight: float = 1e-5, base_init: bool = False):
+    def __init__(
+        self,
+        parameter_head: ConvFCHead,
+        point_head: ImplicitPointHead,
+        sampler: FineFeatureSampler,
+        supervision: Supervision,
+        grid_side: int = 14,
+        train_num_points: int = 196,
+        subdivision_steps: int = 3,
+        subdivision_num_points: int = 784,
+        params_l2_weight: float = 1e-5,
+        base_init: bool = False,
+    ):
         super().__init__(supervision)
         if math.isqrt(subdivision_num_points) ** 2 != subdivision_num_points:
             raise ValueError(f"subdivision_num_points must be a square, got {subdivision_num_points}")
         if parameter_head.output_shape != (point_head.num_params,):
-            raise ValueError(f"parameter head predicts {parameter_head.output_shape}, point head needs ({point_head.num_params},)")
+            raise ValueError(
+                f"parameter head predicts {parameter_head.output_shape}, point head needs ({point_head.num_params},)"
+            )
         self.parameter_head = parameter_head
         self.point_head = point_head
         self.sampler = sampler
@@ -260,8 +280,9 @@ class ImplicitPointRendMaskHead(SubdivisionMaskHead):
             last_weight[rows] = F.linear(hidden[rows], prediction.weight[w_rows], prediction.bias[w_rows])
             last_bias[rows] = F.linear(hidden[rows], prediction.weight[b_rows], prediction.bias[b_rows])
         shapes = head.layer_shapes[:-1]
-        weights = [w.reshape(-1, o, i).contiguous()
-                   for w, (o, i) in zip(torch.split(shared_weights, num_weights[:-1], dim=1), shapes)]
+        weights = [
+            w.reshape(-1, o, i).contiguous() for w, (o, i) in zip(torch.split(shared_weights, num_weights[:-1], dim=1), shapes)
+        ]
         biases = [b.reshape(-1, o, 1) for b, (o, _) in zip(torch.split(shared_biases, num_biases[:-1], dim=1), shapes)]
         return weights + [last_weight.unsqueeze(1)], biases + [last_bias.unsqueeze(2)]
 
@@ -283,8 +304,15 @@ class ImplicitPointRendMaskHead(SubdivisionMaskHead):
                 return head.run_layers_fused(head.input_parts(fine, points), weights, biases)
             return head.run_layers(head.inputs(fine, points), weights, biases)
 
-        logits = subdivide(point_logits, boxes.shape[0], classes, math.isqrt(self.subdivision_num_points),
-                           self.subdivision_steps, self.subdivision_num_points, boxes.device)
+        logits = subdivide(
+            point_logits,
+            boxes.shape[0],
+            classes,
+            math.isqrt(self.subdivision_num_points),
+            self.subdivision_steps,
+            self.subdivision_num_points,
+            boxes.device,
+        )
         return select_class_channel(logits, classes)
 
     def output_side(self) -> int:

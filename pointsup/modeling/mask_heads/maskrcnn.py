@@ -6,7 +6,7 @@ architecture, with the logits of the ground-truth class sampled at the annotated
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 from torch import Tensor, nn
@@ -19,7 +19,7 @@ from pointsup.modeling.roi_targets import RoIMaskTargets
 NormFactory = Callable[[int], nn.Module]
 
 
-def msra_fill(module: nn.Module) -> None:
+def msra_fill(module: nn.Conv1d | nn.Conv2d | nn.ConvTranspose2d | nn.Linear) -> None:
     """Kaiming-normal weights (fan_out, ReLU) and zero bias: detectron2's c2_msra_fill."""
     nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
     if module.bias is not None:
@@ -39,7 +39,9 @@ class MaskRCNNConvUpsample(nn.Module):
         norm: optional normalisation after each conv (e.g. GroupNorm for training from scratch).
     """
 
-    def __init__(self, in_channels: int, num_classes: int, conv_dim: int = 256, num_conv: int = 4, norm: NormFactory | None = None):
+    def __init__(
+        self, in_channels: int, num_classes: int, conv_dim: int = 256, num_conv: int = 4, norm: NormFactory | None = None
+    ):
         super().__init__()
         self.num_conv = num_conv
         channels = in_channels
@@ -54,6 +56,7 @@ class MaskRCNNConvUpsample(nn.Module):
         msra_fill(self.deconv)
         self.predictor = nn.Conv2d(conv_dim, num_classes, 1)
         nn.init.normal_(self.predictor.weight, std=0.001)
+        assert self.predictor.bias is not None
         nn.init.zeros_(self.predictor.bias)
 
     def forward(self, x: Tensor) -> Tensor:

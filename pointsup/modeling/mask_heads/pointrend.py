@@ -47,8 +47,9 @@ class StandardPointHead(nn.Module):
         coarse_pred_each_layer: re-append the coarse logits after every hidden layer.
     """
 
-    def __init__(self, feature_channels: int, num_classes: int, fc_dim: int = 256, num_fc: int = 3,
-                 coarse_pred_each_layer: bool = True):
+    def __init__(
+        self, feature_channels: int, num_classes: int, fc_dim: int = 256, num_fc: int = 3, coarse_pred_each_layer: bool = True
+    ):
         super().__init__()
         self.num_fc = num_fc
         self.coarse_pred_each_layer = coarse_pred_each_layer
@@ -60,6 +61,7 @@ class StandardPointHead(nn.Module):
             width = fc_dim + (num_classes if coarse_pred_each_layer else 0)
         self.predictor = nn.Conv1d(width, num_classes, 1)
         nn.init.normal_(self.predictor.weight, std=0.001)
+        assert self.predictor.bias is not None
         nn.init.zeros_(self.predictor.bias)
 
     def hidden(self, fine_features: Tensor, coarse_logits: Tensor) -> Tensor:
@@ -98,6 +100,7 @@ class StandardPointHead(nn.Module):
         rows = weight[classes] if weight.shape[0] > 1 else weight.expand(num_rois, -1)  # (R, C_in)
         reads_coarse = self.num_fc == 0 or self.coarse_pred_each_layer
         split = weight.shape[1] - (num_coarse if reads_coarse else 0)
+        assert self.predictor.bias is not None
         bias = self.predictor.bias[classes] if weight.shape[0] > 1 else self.predictor.bias.expand(num_rois)
         logits = torch.einsum("rpc,rc->rp", x.view(num_rois, num_points, -1), rows[:, :split]) + bias[:, None]
         if reads_coarse:
@@ -120,9 +123,19 @@ class PointRendMaskHead(SubdivisionMaskHead):
             two doublings are skipped, giving 28 → 224).
     """
 
-    def __init__(self, coarse_head: ConvFCHead, point_head: StandardPointHead, sampler: FineFeatureSampler,
-                 supervision: Supervision, grid_side: int = 14, train_num_points: int = 196, oversample_ratio: float = 3.0,
-                 importance_ratio: float = 0.75, subdivision_steps: int = 5, subdivision_num_points: int = 784):
+    def __init__(
+        self,
+        coarse_head: ConvFCHead,
+        point_head: StandardPointHead,
+        sampler: FineFeatureSampler,
+        supervision: Supervision,
+        grid_side: int = 14,
+        train_num_points: int = 196,
+        oversample_ratio: float = 3.0,
+        importance_ratio: float = 0.75,
+        subdivision_steps: int = 5,
+        subdivision_num_points: int = 784,
+    ):
         super().__init__(supervision)
         if len(coarse_head.output_shape) != 3 or coarse_head.output_shape[1] != coarse_head.output_shape[2]:
             raise ValueError(f"the coarse head must predict (C, S, S) maps, got {coarse_head.output_shape}")
@@ -152,8 +165,9 @@ class PointRendMaskHead(SubdivisionMaskHead):
         if self.supervision == "points":
             return targets.relative_points()
         with torch.no_grad():
-            points = importance_sample_points(coarse.detach(), targets.classes, self.train_num_points,
-                                              self.oversample_ratio, self.importance_ratio)
+            points = importance_sample_points(
+                coarse.detach(), targets.classes, self.train_num_points, self.oversample_ratio, self.importance_ratio
+            )
         return points, targets.soft_mask_labels(points)
 
     def losses(self, features: dict[str, Tensor], targets: RoIMaskTargets) -> dict[str, Tensor]:

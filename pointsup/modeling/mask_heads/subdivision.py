@@ -7,7 +7,7 @@ the head only at the ``N`` cells whose logit is closest to zero, ending at ``S0 
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -30,8 +30,15 @@ def initial_resolution(coarse_side: int, steps: int, num_points: int) -> tuple[i
     return side, steps
 
 
-def subdivide(point_logits: PointLogitsFn, num_rois: int, classes: Tensor, initial_side: int, steps: int,
-              num_points: int, device: torch.device) -> Tensor:
+def subdivide(
+    point_logits: PointLogitsFn,
+    num_rois: int,
+    classes: Tensor,
+    initial_side: int,
+    steps: int,
+    num_points: int,
+    device: torch.device,
+) -> Tensor:
     """Mask logits by adaptive subdivision.
 
     Args:
@@ -78,6 +85,8 @@ class SubdivisionMaskHead(RoIMaskHead):
         if sum(counts) == 0:
             side = self.output_side()
             return [b.new_zeros((0, side, side)) for b in boxes]
-        image_index = torch.cat([torch.full((n,), i, dtype=torch.int64, device=b.device) for i, (b, n) in enumerate(zip(boxes, counts))])
+        image_index = torch.cat(
+            [torch.full((n,), i, dtype=torch.int64, device=b.device) for i, (b, n) in enumerate(zip(boxes, counts))]
+        )
         logits = self.predict_logits(features, torch.cat(boxes), image_index, torch.cat(classes))
         return list(logits[:, 0].sigmoid().split(counts))
