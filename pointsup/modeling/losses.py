@@ -7,12 +7,17 @@ select the ground-truth class channel, as Mask R-CNN does.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
 from pointsup.modeling.point_ops import point_sample
+from pointsup.structures.instances import IGNORE_LABEL
+
+#: what a point loss is divided by (see :func:`point_loss`)
+PointLossDenominator = Literal["all_points", "valid_points"]
 
 
 @dataclass
@@ -31,26 +36,34 @@ def select_class_channel(logits: Tensor, classes: Tensor) -> Tensor:
     return logits[index, classes].unsqueeze(1)
 
 
-def point_loss(point_logits: Tensor, labels: Tensor) -> MaskLossOutput:
-    """The reference's point loss on already-sampled logits.
+def point_loss(point_logits: Tensor, labels: Tensor, denominator: PointLossDenominator = "all_points") -> MaskLossOutput:
+    """The point loss of every model: binary cross-entropy on logits already sampled at the
+    points, ignored points (``IGNORE_LABEL``) weighted 0 (docs/conventions.md, section 4).
 
     Args:
         point_logits: (R, P) logits at the points.
-        labels: (R, P) float labels in {0, 1} (or soft in [0, 1]), -1 = ignored.
+        labels: (R, P) float labels in {0, 1} (or soft in [0, 1]), ``IGNORE_LABEL`` = ignored.
+        denominator: what the summed loss is divided by. ``"all_points"`` (the RoI heads, as the
+            reference's ``reduction="mean"`` with zero weights): ``R * P``, ignored points
+            included. ``"valid_points"`` (CondInst): the number of non-ignored points (at least 1).
 
     Returns:
-        loss = sum of BCE over non-ignored points / (R * P): the denominator counts ignored
-        points too, as the reference's ``reduction="mean"`` with zero weights does (docs/conventions.md,
-        section 4). accuracy = share of non-ignored points with ``(logit > 0) == label``,
-        the label truncated to an integer as the reference does.
+        The loss, and accuracy = share of non-ignored points with ``(logit > 0) == label``, the
+        label truncated to an integer as the reference does.
     """
-    valid = labels != -1
+    valid = labels != IGNORE_LABEL
     if point_logits.numel() == 0:
         zero = point_logits.sum() * 0.0
         return MaskLossOutput(zero, zero.detach())
     weight = valid.to(point_logits.dtype)
     targets = torch.where(valid, labels, torch.zeros_like(labels)).to(point_logits.dtype)
-    loss = F.binary_cross_entropy_with_logits(point_logits, targets, weight=weight, reduction="mean")
+    if denominator == "all_points":
+        loss = F.binary_cross_entropy_with_logits(point_logits, targets, weight=weight, reduction="mean")
+    elif denominator == "valid_points":
+        summed = F.binary_cross_entropy_with_logits(point_logits, targets, weight=weight, reduction="sum")
+        loss = summed / weight.sum().clamp(min=1.0)
+    else:
+        raise ValueError(f"denominator must be 'all_points' or 'valid_points', not {denominator!r}")
     with torch.no_grad():
         correct = ((point_logits > 0) == targets.to(torch.uint8).bool()) & valid
         accuracy = correct.sum().float() / valid.sum().clamp(min=1).float()

@@ -52,14 +52,9 @@ class RoIMaskTargets:
         for i, (index, target) in enumerate(zip(matched, targets)):
             classes.append(target.classes[index])
             image_index.append(torch.full_like(index, i))
-            point_coords = target.point_coords[index]
-            point_labels = target.point_labels[index]
-            pad = num_points - point_coords.shape[1]
-            if pad:  # images whose instances carry fewer points: pad with ignored points
-                point_coords = torch.cat([point_coords, point_coords.new_zeros((len(index), pad, 2))], dim=1)
-                point_labels = torch.cat([point_labels, point_labels.new_full((len(index), pad), -1.0)], dim=1)
-            coords.append(point_coords)
-            labels.append(point_labels)
+            point_coords, point_labels = target.padded_points(num_points)  # fewer points than others: ignored padding
+            coords.append(point_coords[index])
+            labels.append(point_labels[index])
         return RoIMaskTargets(
             boxes=torch.cat(boxes) if boxes else torch.zeros((0, 4), device=device),
             classes=torch.cat(classes) if classes else torch.zeros((0,), dtype=torch.int64, device=device),

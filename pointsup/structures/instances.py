@@ -50,6 +50,22 @@ class InstanceTargets:
     def num_points(self) -> int:
         return int(self.point_coords.shape[1])
 
+    def padded_points(self, num_points: int) -> tuple[Tensor, Tensor]:
+        """The points padded to ``num_points`` per instance (a batch's largest count), the
+        padding being ignored points at ``(0, 0)`` with label :data:`IGNORE_LABEL`.
+
+        Returns:
+            (N, num_points, 2) coordinates and (N, num_points) labels.
+        """
+        missing = num_points - self.num_points
+        if missing < 0:
+            raise ValueError(f"cannot pad {self.num_points} points to {num_points}")
+        if missing == 0:
+            return self.point_coords, self.point_labels
+        coords = torch.cat([self.point_coords, self.point_coords.new_zeros((len(self), missing, 2))], dim=1)
+        labels = torch.cat([self.point_labels, self.point_labels.new_full((len(self), missing), IGNORE_LABEL)], dim=1)
+        return coords, labels
+
     def select(self, keep: Tensor) -> InstanceTargets:
         """The instances at ``keep`` (a bool mask or an index tensor)."""
         return InstanceTargets(

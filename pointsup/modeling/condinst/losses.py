@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from pointsup.modeling.condinst.color import unfold_without_centre
-from pointsup.modeling.losses import MaskLossOutput
+from pointsup.modeling.losses import MaskLossOutput, point_loss
 
 
 def dice_loss(probs: Tensor, targets: Tensor, eps: float = 1e-5) -> Tensor:
@@ -57,12 +57,11 @@ def image_point_loss(mask_logits: Tensor, stride: int, point_coords: Tensor, poi
         point_labels: (N, P) 1 object, 0 background, -1 ignored.
 
     Returns:
-        loss = mean binary cross-entropy over the valid (non-ignored) points of all instances:
-        unlike :func:`pointsup.modeling.losses.point_loss`, ignored points are not counted in the
-        denominator. A zero attached to the graph when there is no valid point (or N == 0).
+        loss = mean binary cross-entropy over the valid (non-ignored) points of all instances
+        (:func:`~pointsup.modeling.losses.point_loss` with ``denominator="valid_points"``: unlike
+        the RoI heads, ignored points are not counted in the denominator). A zero attached to the graph when there is no valid point (or N == 0).
         accuracy = share of valid points with ``(logit > 0) == label`` (0 when there are none).
     """
-    valid = point_labels != -1
     if mask_logits.shape[0] == 0:
         zero = mask_logits.sum() * 0.0
         return MaskLossOutput(zero, zero.detach())
@@ -72,14 +71,7 @@ def image_point_loss(mask_logits: Tensor, stride: int, point_coords: Tensor, poi
     point_logits = F.grid_sample(mask_logits.unsqueeze(1), grid, mode="bilinear", padding_mode="border", align_corners=False)[
         :, 0, :, 0
     ]  # (N, P)
-    targets = torch.where(valid, point_labels, torch.zeros_like(point_labels)).to(mask_logits.dtype)
-    weights = valid.to(mask_logits.dtype)
-    num_valid = weights.sum().clamp(min=1.0)
-    loss = F.binary_cross_entropy_with_logits(point_logits, targets, weight=weights, reduction="sum") / num_valid
-    with torch.no_grad():
-        correct = ((point_logits > 0) == (targets > 0.5)) & valid
-        accuracy = correct.sum().float() / valid.sum().clamp(min=1).float()
-    return MaskLossOutput(loss, accuracy)
+    return point_loss(point_logits, point_labels, denominator="valid_points")
 
 
 def box_masks_on_grid(boxes: Tensor, height: int, width: int, stride: int) -> Tensor:

@@ -338,12 +338,9 @@ def _flat_index(targets: list[InstanceTargets], positives: _Positives) -> Tensor
 
 def _positive_points(targets: list[InstanceTargets], positives: _Positives) -> tuple[Tensor, Tensor]:
     """(N, P, 2) point coordinates and (N, P) labels of each positive's instance; images with
-    fewer points than the batch's largest count are padded with ignored points (label -1)."""
+    fewer points than the batch's largest count are padded with ignored points."""
     width = max(t.num_points for t in targets)
-    coords, labels = [], []
-    for t in targets:
-        missing = width - t.num_points
-        coords.append(F.pad(t.point_coords, (0, 0, 0, missing)))
-        labels.append(F.pad(t.point_labels, (0, missing), value=-1.0))
+    padded = [t.padded_points(width) for t in targets]
+    coords, labels = [c for c, _ in padded], [lab for _, lab in padded]
     index = _flat_index(targets, positives)
     return torch.cat(coords)[index], torch.cat(labels)[index]
