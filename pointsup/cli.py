@@ -128,8 +128,10 @@ def _run_show(args: argparse.Namespace) -> None:
         path = show_annotations(
             args.annotations, args.images, args.output, image_ids=args.image_id, max_images=args.max_images, output_option="-o"
         )
-    except ValueError as exc:
-        raise CommandError(exc.one_line() if isinstance(exc, PointsupError) else str(exc)) from None
+    except PointsupError:
+        raise
+    except ValueError as exc:  # an unknown image id or output suffix
+        raise CommandError(str(exc)) from None
     print(f"wrote {path}")
 
 

@@ -28,7 +28,7 @@ def default_db_path(dataset: Path) -> Path:
 
 def _run_serve(args: argparse.Namespace) -> None:
     from pointsup.annotator.server import AnnotationServer, is_loopback, log_to_stderr, run_until_stopped
-    from pointsup.annotator.store import StoreError, open_session
+    from pointsup.annotator.store import open_session
     from pointsup.utils.paths import refuse_output_over_input
 
     if not args.images.is_dir():
@@ -49,8 +49,10 @@ def _run_serve(args: argparse.Namespace) -> None:
             overlap=args.overlap,
             claim_timeout_s=60.0 * args.claim_timeout,
         )
-    except (StoreError, ValueError) as exc:
-        raise CommandError(exc.one_line() if isinstance(exc, PointsupError) else str(exc)) from None
+    except PointsupError:  # StoreError, PointFormatError: shown as they are
+        raise
+    except ValueError as exc:  # invalid settings
+        raise CommandError(str(exc)) from None
     try:
         server = AnnotationServer(
             store, args.images, host=args.host, port=args.port, token=token, log=None if args.quiet else log_to_stderr

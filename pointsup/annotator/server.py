@@ -228,6 +228,8 @@ class _Handler(BaseHTTPRequestHandler):
             self._send_json(500, {"error": "internal server error"})
 
     def _check_access(self, query: str) -> None:
+        if self.command == "POST" and self.headers.get("Sec-Fetch-Site", "same-origin") not in _SAME_SITE_FETCHES:
+            raise api.ApiError(403, "cross-site request refused")
         token = self.server.token
         if token is None:
             host = self.headers.get("Host", "")
@@ -236,9 +238,6 @@ class _Handler(BaseHTTPRequestHandler):
             origin = self.headers.get("Origin")
             if origin is not None and urlsplit(origin).netloc != host:
                 raise api.ApiError(403, "cross-origin request refused")
-        if self.command == "POST" and self.headers.get("Sec-Fetch-Site", "same-origin") not in _SAME_SITE_FETCHES:
-            raise api.ApiError(403, "cross-site request refused")
-        if token is None:
             return
         offered = [self._cookie_token(), parse_qs(query).get("token", [None])[0]]
         authorization = self.headers.get("Authorization", "")

@@ -34,12 +34,16 @@ Only Pillow and NumPy are used (no torch), so the light commands can import this
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
+from collections.abc import Iterator
 
 import numpy as np
 from PIL import Image, ImageOps
 
 from pointsup.errors import PointsupError
+from pointsup.utils.atomic import write_bytes_atomic
 
 #: file suffix to the Pillow format pointsup writes it in
 WRITE_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP", ".bmp": "BMP", ".tif": "TIFF", ".tiff": "TIFF"}
@@ -118,26 +122,43 @@ def open_rgb_image(
         ImageReadError: the file is missing, unreadable or not a decodable image.
         ImageSizeError: the file's size differs from ``expected_size``.
     """
-    what = f"image file {os.fspath(path)}" + ("" if image_id is None else f" (image id {image_id})")
+    with _opened_image(path, image_id, expected_size, source, failure="cannot decode the image") as (image, turn):
+        stored = image.size
+        if max_side and max(stored) > max_side:
+            scale = max_side / max(stored)
+            image.draft("RGB", (int(stored[0] * scale) + 1, int(stored[1] * scale) + 1))
+        return to_rgb8(ImageOps.exif_transpose(image) if turn else image)
+
+
+def _image_name(path: str | os.PathLike[str], image_id: int | None) -> str:
+    """How messages name an image file."""
+    return f"image file {os.fspath(path)}" + ("" if image_id is None else f" (image id {image_id})")
+
+
+@contextlib.contextmanager
+def _opened_image(
+    path: str | os.PathLike[str], image_id: int | None, expected_size: tuple[int, int] | None, source: str, failure: str
+) -> Iterator[tuple[Image.Image, bool]]:
+    """The image opened lazily (header read, pixels not decoded) and whether it must be turned
+    by its EXIF orientation to have ``expected_size``; every failure inside the block becomes
+    :class:`ImageReadError` (``failure`` says what went wrong) or :class:`ImageSizeError`."""
+    what = _image_name(path, image_id)
     try:
         with Image.open(path) as image:
             stored = image.size
             turn = expected_size is not None and tuple(expected_size) != stored
-            if turn and expected_size is not None and oriented_size(image) != tuple(expected_size):
+            if expected_size is not None and turn and oriented_size(image) != tuple(expected_size):
                 width, height = expected_size
                 raise ImageSizeError(f"{what} is {stored[0]}x{stored[1]} (width x height) but {source} says {width}x{height}")
-            if max_side and max(stored) > max_side:
-                scale = max_side / max(stored)
-                image.draft("RGB", (int(stored[0] * scale) + 1, int(stored[1] * scale) + 1))
-            return to_rgb8(ImageOps.exif_transpose(image) if turn else image)
+            yield image, turn
+    except (ImageReadError, ImageSizeError):
+        raise
     except FileNotFoundError:
         raise ImageReadError(f"{what}: file not found") from None
-    except ImageSizeError:
-        raise
     except Image.DecompressionBombError:
         raise ImageReadError(f"{what}: {_bomb_message()}") from None
     except (OSError, ValueError, SyntaxError) as exc:  # PIL's UnidentifiedImageError is an OSError
-        raise ImageReadError(f"{what}: cannot decode the image: {exc}") from None
+        raise ImageReadError(f"{what}: {failure}: {exc}") from None
 
 
 def _bomb_message() -> str:
@@ -164,25 +185,12 @@ def check_image_header(
     Raises:
         ImageReadError, ImageSizeError: as :func:`open_rgb_image` would, before any pixel is decoded.
     """
-    what = f"image file {os.fspath(path)}" + ("" if image_id is None else f" (image id {image_id})")
-    try:
-        with Image.open(path) as image:
-            if image.mode == "F":
-                raise ImageReadError(
-                    f"{what}: floating-point pixels (mode F) have no agreed range; convert the image to 8 or 16 bits"
-                )
-            stored = image.size
-            if expected_size is not None and tuple(expected_size) != stored and oriented_size(image) != tuple(expected_size):
-                width, height = expected_size
-                raise ImageSizeError(f"{what} is {stored[0]}x{stored[1]} (width x height) but {source} says {width}x{height}")
-    except (ImageReadError, ImageSizeError):
-        raise
-    except FileNotFoundError:
-        raise ImageReadError(f"{what}: file not found") from None
-    except Image.DecompressionBombError:
-        raise ImageReadError(f"{what}: {_bomb_message()}") from None
-    except (OSError, ValueError, SyntaxError) as exc:
-        raise ImageReadError(f"{what}: not a readable image: {exc}") from None
+    with _opened_image(path, image_id, expected_size, source, failure="not a readable image") as (image, _):
+        if image.mode == "F":
+            raise ImageReadError(
+                f"{_image_name(path, image_id)}: floating-point pixels (mode F) have no agreed range; "
+                "convert the image to 8 or 16 bits"
+            )
 
 
 def image_format_for(path: str | os.PathLike[str]) -> str:
@@ -207,10 +215,6 @@ def write_image(path: str | os.PathLike[str], image: Image.Image) -> None:
         ValueError: an unknown suffix (see :func:`image_format_for`).
         OutputWriteError: the file could not be written.
     """
-    import io
-
-    from pointsup.utils.atomic import write_bytes_atomic
-
     image_format = image_format_for(path)
     buffer = io.BytesIO()
     options = {"quality": WRITE_QUALITY} if image_format in ("JPEG", "WEBP") else {}
