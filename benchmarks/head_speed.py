@@ -21,6 +21,8 @@ at every subdivision step, every parameter predicted). Reported:
   pixels whose binary mask (probability > 0.5) differs. Float rounding (~1e-7) is expected from
   the different matmul shapes; more than a negligible number of differing pixels is flagged.
 
+On CUDA, TF32 is turned off so that both paths compute in float32.
+
 Heads are randomly initialised as at the start of training (seeded), so the masks are those of an
 untrained head; the table states how many probabilities lie within 0.01 of 0.5, which is where a
 rounding difference can flip a pixel. A quick smoke test (seconds):
@@ -244,6 +246,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
+    if device.type == "cuda":  # TF32 would round cuDNN's convolutions (the straightforward path) but not the matmuls
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
     height, width = args.image_size
 
     results = run_variants(args, device)

@@ -2,7 +2,7 @@
 
 Usage: python benchmarks/supervision_gap.py [DATASET ...] [--dataset NAME=TRAIN_JSON:TRAIN_IMAGES:VAL_JSON:VAL_IMAGES ...]
        [--config RECIPE ...] [--backbone lite0|R18] [--heads HEAD ...] [--supervisions masks points boxes]
-       [--seeds N] [--seed S] [--iterations N] [--work-dir DIR] [KEY=VALUE ...]
+       [--seeds N] [--seed S] [--iterations N] [--work-dir DIR] [--jobs N] [KEY=VALUE ...]
 
 DATASET is "synthetic" (generated, 96 images at 320 px; the seed also draws the images), "balloon"
 or "fruits_nuts" (../shared/datasets; fruits_nuts is split by image id: id % 3 == 2 is validation,
@@ -15,6 +15,9 @@ EfficientNet-Lite0, the default) or R18 (ResNet-18 from scratch; none for fruits
 dataset, seed (S..S+N-1) and head, the recipe is trained once with the masks and once with
 simulated P10 points, and CondInst also from the boxes alone (BoxInst); every model is evaluated on
 the same validation split with real masks. The supervision is set by the override supervision=...
+
+Runs train on the CPU; the override device=cuda trains them on a GPU (each record says where), and
+--jobs N trains N runs at once in worker processes (on a GPU with several CPU cores, N runs share it).
 
 Prints, per dataset, backbone, head and supervision, the mean ± sample std over seeds (n of them;
 "-" for the std of one seed) of mask AP, box AP and the mask IoU of each run's confident detections
@@ -36,11 +39,17 @@ from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
+import os
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
+
+import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -143,7 +152,36 @@ def train_one(data: BenchmarkData, recipe: Recipe, supervision: str, output_dir:
     return {"dataset": data.name, "head": recipe.head, "supervision": supervision, "seed": seed, "backbone": recipe.backbone,
             "segm_AP": result.metrics["segm"]["AP"], "segm_AP50": result.metrics["segm"]["AP50"],
             "bbox_AP": result.metrics["bbox"]["AP"], "mask_iou": final_mask_iou(result, config.data.val_json),
-            "iterations": result.iterations, "minutes": minutes, "config": str(recipe.path)}
+            "iterations": result.iterations, "minutes": minutes, "config": str(recipe.path), "device": config.device}
+
+
+def _limit_threads(threads: int) -> None:
+    """Worker initialiser: share the machine's cores between the parallel runs."""
+    torch.set_num_threads(threads)
+
+
+def run_jobs(jobs: list[tuple[PlannedRun, tuple]], parallel: int) -> Iterator[dict]:
+    """Train each job (a planned run and :func:`train_one`'s arguments); yields the result rows as
+    the runs finish. With ``parallel`` > 1 the runs train in that many worker processes at once
+    (spawned: safe with CUDA), each with an equal share of the CPU threads."""
+    def announce(run: PlannedRun) -> None:
+        name, head, supervision, seed, backbone, iterations = run.key
+        print(f"== {name} {backbone} seed {seed} {head} {supervision} ({iterations} iterations)", flush=True)
+
+    if parallel <= 1 or len(jobs) <= 1:
+        for run, arguments in jobs:
+            announce(run)
+            yield train_one(*arguments)
+        return
+    threads = max(1, (os.cpu_count() or 1) // parallel)
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=parallel, mp_context=context, initializer=_limit_threads, initargs=(threads,)) as pool:
+        pending = {}
+        for run, arguments in jobs:
+            announce(run)
+            pending[pool.submit(train_one, *arguments)] = run
+        for future in as_completed(pending):
+            yield future.result()
 
 
 def final_mask_iou(result: TrainingResult, val_json: str | None) -> float | None:
@@ -269,6 +307,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--heads", nargs="+", choices=HEADS, default=list(HEADS))
     parser.add_argument("--supervisions", nargs="+", choices=SUPERVISIONS, default=list(SUPERVISIONS))
+    parser.add_argument("--jobs", type=int, default=1, metavar="N",
+                        help="train N runs at once in worker processes (e.g. several on one GPU; default 1)")
     add_dataset_arguments(parser, "keep runs here and skip those already recorded")
     args = parse_dataset_arguments(parser, argv)
     runs = plan_runs(args.datasets, args.heads, args.supervisions, args.backbone, args.seed_list, args.iterations,
@@ -279,6 +319,7 @@ def main(argv: list[str] | None = None) -> int:
         rows: list[dict] = json.loads(record.read_text()) if record.is_file() else []
         done = {run_key(r) for r in rows}
         prepared: dict[tuple[str, int], BenchmarkData] = {}
+        jobs = []
         for run in runs:
             name, head, supervision, seed, backbone, iterations = run.key
             if run.key in done:
@@ -286,11 +327,11 @@ def main(argv: list[str] | None = None) -> int:
                 continue
             if (name, seed) not in prepared:
                 prepared[name, seed] = prepare(run.dataset, data_dir(work_dir, run.dataset, seed), seed, backbone=args.backbone)
-            print(f"== {name} {backbone} seed {seed} {head} {supervision} ({iterations} iterations)")
             output_dir = run_dir(work_dir, run.dataset, backbone, seed) / head / supervision
-            rows.append(train_one(prepared[name, seed], run.recipe, supervision, output_dir, seed, args.iterations,
-                                  args.overrides))
-            write_json_atomic(record, rows, indent=2)
+            jobs.append((run, (prepared[name, seed], run.recipe, supervision, output_dir, seed, args.iterations, args.overrides)))
+        for row in run_jobs(jobs, args.jobs):
+            rows.append(row)
+            write_json_atomic(record, rows, indent=2)  # after each run: an interrupted benchmark keeps what finished
         planned = {run.key for run in runs}
         selection = [with_defaults(r) for r in rows if run_key(r) in planned]
         records = summary_records(selection)

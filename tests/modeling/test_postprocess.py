@@ -169,6 +169,7 @@ def test_rles_of_many_detections_use_several_buffer_rounds():
     np.testing.assert_array_equal(decoded.transpose(2, 0, 1), pasted)
 
 
+@pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_cuda_matches_cpu():
     g = torch.Generator().manual_seed(11)
