@@ -5,6 +5,12 @@ numbers: 400). Every reply carries the annotator's *state*: their current point 
 the next few (``tasks``; the browser draws the first and prefetches the others' images) and
 their counters.
 
+The state also says the name as the annotator first typed it (names are case-insensitive),
+how many unfinished objects others hold (``held_by_others``) and, when nothing is left for the
+annotator, after how many milliseconds to ask again (``recheck_ms``: objects of inactive
+annotators come back to the pool after ``claim_timeout_s``). Each task names how many other
+objects of its category overlap its box (``overlapping``): the page then insists on the box.
+
 * ``GET  /api/state?annotator=NAME`` -> state, read-only: the points of the objects the
   annotator already holds (no GET changes the session);
 * ``POST /api/state`` ``{"annotator"}`` -> state, claiming objects for the annotator as needed
@@ -29,6 +35,9 @@ LOOKAHEAD = 6
 MAX_RESPONSE_MS = 3_600_000.0
 #: the largest object position or point index a request may name
 MAX_INDEX = 2**53
+#: how often a page with nothing left asks again: a share of the claim timeout, within bounds (ms)
+RECHECK_SHARE = 0.25
+RECHECK_MIN_MS, RECHECK_MAX_MS = 250, 15_000
 
 AnnotatorName = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
 
@@ -93,7 +102,14 @@ def task_json(store: AnnotationStore, task: PointTask) -> dict[str, Any]:
         "bbox": list(task.bbox_xywh),
         "x": task.x,
         "y": task.y,
+        "overlapping": store.same_category_overlaps(task.position),
     }
+
+
+def recheck_ms(store: AnnotationStore) -> int:
+    """How long a page with nothing to label waits before asking for work again."""
+    wanted = RECHECK_SHARE * store.claim_timeout_s * 1000.0
+    return int(min(max(wanted, RECHECK_MIN_MS), RECHECK_MAX_MS))
 
 
 def state(store: AnnotationStore, annotator: str, *, claim: bool = True) -> dict[str, Any]:
@@ -102,12 +118,15 @@ def state(store: AnnotationStore, annotator: str, *, claim: bool = True) -> dict
     tasks = store.next_points(annotator, LOOKAHEAD, claim=claim)
     points, finished = store.annotator_counts(annotator)
     return {
-        "annotator": annotator,
+        "annotator": store.display_name(annotator),
         "tasks": [task_json(store, t) for t in tasks],
         "num_points": store.settings.num_points,
         "objects_total": store.settings.num_objects,
         "points_answered": points,
         "objects_finished": finished,
+        "held_by_others": 0 if tasks else store.held_by_others(annotator),
+        "claim_timeout_s": store.claim_timeout_s,
+        "recheck_ms": recheck_ms(store),
     }
 
 

@@ -2,7 +2,9 @@
 
 * ``pointsup annotate serve DATASET.json --images DIR``: start the labelling server;
 * ``pointsup annotate export --db FILE -o OUT.json``: write the answers as a point file;
-* ``pointsup annotate progress --db FILE``: print the progress report.
+* ``pointsup annotate progress --db FILE``: print the progress report;
+* ``pointsup annotate release --db FILE [--annotator NAME]``: give the unfinished objects an
+  annotator (or everyone) holds back to the pool at once.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import secrets
 from pathlib import Path
 
 from pointsup import cli_types
-from pointsup.annotator.store import DEFAULT_CLAIM_TIMEOUT_S
+from pointsup.annotator.store import DEFAULT_CLAIM_TIMEOUT_S, AnnotationStore
 from pointsup.errors import CommandError, PointsupError
 
 #: a token must be safe in a URL and a cookie
@@ -48,6 +50,8 @@ def _run_serve(args: argparse.Namespace) -> None:
             seed=args.seed,
             overlap=args.overlap,
             claim_timeout_s=60.0 * args.claim_timeout,
+            images_dir=args.images,
+            use_points=args.use_points,
         )
     except PointsupError:  # StoreError, PointFormatError: shown as they are
         raise
@@ -60,10 +64,12 @@ def _run_serve(args: argparse.Namespace) -> None:
     except OSError as exc:
         store.close()
         raise CommandError(f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}") from None
-    missing = [name for name, _, _ in store.images.values() if not (args.images / name).is_file()]
-    if missing:
-        print(f"warning: {len(missing)} of {len(store.images)} image files not found under {args.images} (e.g. {missing[0]})")
     settings = store.settings
+    if created and settings.given_points_ignored:
+        print(
+            f"warning: {settings.given_points_ignored} annotations of {args.dataset} carry point_coords; they are ignored "
+            "and new points are drawn (--use-points labels exactly those points)"
+        )
     if settings.has_masks:
         unmasked = [o.annotation_id for o in store.objects() if o.mask_values is None]
         if unmasked:
@@ -71,16 +77,17 @@ def _run_serve(args: argparse.Namespace) -> None:
                 f"warning: {len(unmasked)} of {settings.num_objects} objects have a missing or malformed mask (e.g. annotation id "
                 f"{unmasked[0]}): they are labelled as usual but left out of the agreement with the masks"
             )
+    source = "the file's own points" if settings.points_given else f"seed {settings.seed}"
     print(
         f"{'created' if created else 'resumed'} session {db_path}: {settings.num_objects} objects, "
-        f"{settings.num_points} points each (seed {settings.seed}, overlap {settings.overlap})"
+        f"{settings.num_points} points each ({source}, overlap {settings.overlap})"
     )
     print(f"progress page: {server.url('/progress')}")
     print(f"labelling page: {server.url()}", flush=True)
     run_until_stopped(server)
 
 
-def _open_store(path: Path):
+def _open_store(path: Path) -> AnnotationStore:
     """The session database at ``path``; a one-line CommandError when it cannot be opened."""
     from pointsup.annotator.store import AnnotationStore, StoreError
 
@@ -116,6 +123,24 @@ def _run_progress(args: argparse.Namespace) -> None:
     finally:
         store.close()
     print(json.dumps(report.to_dict(), indent=2) if args.json else report.format_table())
+
+
+def _run_release(args: argparse.Namespace) -> None:
+    store = _open_store(args.db)
+    try:
+        released = store.release(args.annotator)
+        names = store.display_names()
+    finally:
+        store.close()
+    if not released.objects:
+        who = f"{args.annotator!r} holds" if args.annotator else "nobody holds"
+        print(f"nothing to release: {who} an unfinished object")
+        return
+    holders = sorted({names.get(key, key) for key, _, _ in released.objects})
+    print(
+        f"released {len(released.objects)} objects held by {', '.join(holders)} ({released.partly_answered} partly answered: "
+        "their answers stay and the next annotator continues them)"
+    )
 
 
 def add_annotate_parser(commands: argparse._SubParsersAction) -> None:
@@ -157,7 +182,13 @@ def add_annotate_parser(commands: argparse._SubParsersAction) -> None:
         type=cli_types.positive_float,
         default=DEFAULT_CLAIM_TIMEOUT_S / 60.0,
         metavar="MIN",
-        help="minutes after which an inactive annotator's untouched objects go back to the pool (default %(default)g)",
+        help="minutes without an answer after which an annotator's unfinished objects go back to the pool, "
+        "their answers kept (default %(default)g)",
+    )
+    serve.add_argument(
+        "--use-points",
+        action="store_true",
+        help="label the point_coords the file already carries instead of drawing new points (same number on every object)",
     )
     serve.add_argument(
         "--db", type=Path, default=None, metavar="FILE", help="session database (default: DATASET's name with .points.db)"
@@ -185,3 +216,10 @@ def add_annotate_parser(commands: argparse._SubParsersAction) -> None:
     progress.add_argument("--db", type=Path, required=True, metavar="FILE", help="session database")
     progress.add_argument("--json", action="store_true", help="print JSON instead of a table")
     progress.set_defaults(handler=_run_progress)
+
+    release = actions.add_parser("release", help="give the unfinished objects of an annotator (or everyone) back to the pool")
+    release.add_argument("--db", type=Path, required=True, metavar="FILE", help="session database")
+    release.add_argument(
+        "--annotator", default=None, metavar="NAME", help="release this annotator's objects only (default: everyone's)"
+    )
+    release.set_defaults(handler=_run_release)

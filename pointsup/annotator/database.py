@@ -12,14 +12,22 @@ process leaves the last committed state. The tables:
   the mask values at them (JSON, NULL without a mask), and how many annotators hold it;
 * ``assignments``: which annotator holds which object and how many of its points they answered;
 * ``answers``: every answer ever given; an undo sets ``undone_at``. A partial unique index
-  allows one answer in force per annotator and point.
+  allows one answer in force per annotator and point;
+* ``annotators``: each annotator's key (the name normalised: case-insensitive, see
+  :func:`pointsup.annotator.store.annotator_key`), which ``assignments`` and ``answers`` store,
+  and the name as it was first typed, which the pages show.
+
+Version 1 databases (no ``annotators`` table, names stored as typed) are upgraded in place when
+they are opened (:func:`upgrade`), in one transaction.
 """
 
 from __future__ import annotations
 
 import sqlite3
+import tempfile
 import time
 import zlib
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +35,9 @@ from pointsup.annotator.tasks import LabellingObject, export_template, labelling
 from pointsup.errors import PointsupError
 from pointsup.utils.atomic import encode_json
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+#: ``meta.points_source``: points drawn as ``pointsup simulate`` draws them, or the file's own
+POINTS_SAMPLED, POINTS_GIVEN = "sampled", "given"
 
 _SCHEMA = """
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -63,8 +73,10 @@ CREATE TABLE answers (
     undone_at REAL
 );
 CREATE UNIQUE INDEX answers_live ON answers(annotator, position, point_index) WHERE undone_at IS NULL;
-CREATE INDEX answers_by_annotator ON answers(annotator, id)
+CREATE INDEX answers_by_annotator ON answers(annotator, id);
 """
+_ANNOTATORS_TABLE = "CREATE TABLE annotators (key TEXT PRIMARY KEY, name TEXT NOT NULL, first_seen REAL NOT NULL) WITHOUT ROWID"
+_SCHEMA += _ANNOTATORS_TABLE
 
 
 class StoreError(PointsupError):
@@ -86,6 +98,49 @@ def has_session(connection: sqlite3.Connection) -> bool:
     return connection.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'meta'").fetchone() is not None
 
 
+def check_folder_writable(path: Path) -> None:
+    """StoreError naming ``path``'s folder and ``--db`` when a new database cannot be created
+    there (the folder is missing, not a folder, or not writable: tried, so it holds for root too)."""
+    folder = path.parent
+    try:
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as exc:
+        reason = "does not exist" if not folder.exists() else "is not a folder" if not folder.is_dir() else "is not writable"
+        raise StoreError(
+            f"cannot create the session database {path}: the folder {folder} {reason} ({exc.strerror or exc}); "
+            "choose another place with --db FILE"
+        ) from None
+
+
+def upgrade(connection: sqlite3.Connection, key_of: Callable[[str], str]) -> None:
+    """Bring a version 1 session to the current version, in one transaction: add the
+    ``annotators`` table and store each name as its key (``key_of``), keeping the name as typed
+    for display. When two old names share a key ("Kim" and "kim"), the first one seen takes it
+    and the other keeps its rows unchanged (its answers still count in exports)."""
+    connection.execute("BEGIN IMMEDIATE")
+    try:
+        connection.execute(_ANNOTATORS_TABLE)
+        first_seen: dict[str, float] = {}
+        for name, at in connection.execute(
+            "SELECT annotator, MIN(t) FROM (SELECT annotator, answered_at AS t FROM answers "
+            "UNION ALL SELECT annotator, assigned_at FROM assignments) GROUP BY annotator ORDER BY MIN(t)"
+        ).fetchall():
+            key = key_of(name)
+            if key in first_seen:
+                key = name  # a clash: left as it was
+            elif key != name:
+                connection.execute("UPDATE answers SET annotator = ? WHERE annotator = ?", (key, name))
+                connection.execute("UPDATE assignments SET annotator = ? WHERE annotator = ?", (key, name))
+            first_seen[key] = at
+            connection.execute("INSERT OR IGNORE INTO annotators (key, name, first_seen) VALUES (?, ?, ?)", (key, name, at))
+        connection.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(SCHEMA_VERSION),))
+        connection.execute("COMMIT")
+    finally:
+        if connection.in_transaction:
+            connection.execute("ROLLBACK")
+
+
 def create_database(
     path: str | Path,
     coco: dict[str, Any],
@@ -95,18 +150,27 @@ def create_database(
     num_points: int,
     seed: int,
     overlap: int = 1,
+    use_points: bool = False,
+    given_points_ignored: int = 0,
+    check: Callable[[list[str]], None] | None = None,
 ) -> None:
     """Write a new session for ``coco`` into ``path``, in one transaction (an interrupted
-    creation leaves no session behind).
+        creation leaves no session behind). With ``use_points`` the objects' own ``point_coords``
+        are labelled instead of sampled ones (see :func:`tasks.labelling_objects`). ``check`` is
+    called with the image file names once the file is validated, before anything is written.
 
-    Raises:
-        PointFormatError: ``coco`` is not a valid COCO file.
-        StoreError: ``path`` already holds a session, or is not an SQLite database.
-        ValueError: invalid ``num_points``, ``seed`` or ``overlap``.
+        Raises:
+            PointFormatError: ``coco`` is not a valid COCO file.
+            StoreError: ``path`` already holds a session, is not an SQLite database, or cannot be
+                created (its folder is missing or not writable).
+            ValueError: invalid ``num_points``, ``seed`` or ``overlap``.
     """
     if overlap < 1:
         raise ValueError(f"overlap must be >= 1, got {overlap}")
-    objects = labelling_objects(coco, num_points, seed, source=dataset_path)
+    objects = labelling_objects(coco, num_points, seed, source=dataset_path, use_points=use_points)
+    if check is not None:
+        check([image["file_name"] for image in coco["images"]])
+    check_folder_writable(Path(path))
     meta = {
         "schema_version": SCHEMA_VERSION,
         "num_points": num_points,
@@ -116,6 +180,8 @@ def create_database(
         "dataset_sha256": dataset_sha256,
         "num_objects": len(objects),
         "has_masks": int(any(o.mask_values is not None for o in objects)),
+        "points_source": POINTS_GIVEN if use_points else POINTS_SAMPLED,
+        "given_points_ignored": given_points_ignored,
         "created_at": time.time(),
     }
     try:

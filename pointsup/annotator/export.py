@@ -15,7 +15,10 @@ Which points go in:
   answered to the last point by at least one annotator. An image with an unlabelled object
   would teach a detector that the object is background. ``partial=True`` writes every image
   with the points answered so far;
-* ``annotator=NAME`` uses that annotator's answers alone.
+* ``annotator=NAME`` uses that annotator's answers alone (names are case-insensitive). An
+  object they finished after someone else started it keeps only their points.
+* objects that an inactive annotator left unfinished go back to the pool and are continued by
+  others, so a forgotten browser tab does not keep an image out of the default export.
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pointsup.annotator.store import AnnotationStore
+from pointsup.annotator.store import AnnotationStore, annotator_key
 from pointsup.points.format import save_point_dataset, validate_coco
 
 
@@ -77,14 +80,13 @@ def export_points(
     Raises:
         ValueError: ``annotator`` gave no answer in this session.
     """
-    answers = [a for a in store.live_answers() if annotator is None or a.annotator == annotator]
+    key = None if annotator is None else annotator_key(annotator)
+    answers = [a for a in store.live_answers() if key is None or a.annotator == key]
     if annotator is not None and not answers:
         raise ValueError(f"annotator {annotator!r} has no answers in {store.path}")
     labels = vote_labels([(a.position, a.point_index, a.label) for a in answers])
     n = store.settings.num_points
-    finished = {
-        position for name, position, answered in store.assignments() if answered == n and (annotator is None or name == annotator)
-    }
+    finished = {position for name, position, answered in store.assignments() if answered == n and (key is None or name == key)}
     objects = {o.annotation_id: o for o in store.objects()}
 
     unfinished_images = {o.image_id for o in objects.values() if o.position not in finished}

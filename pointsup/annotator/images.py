@@ -6,11 +6,19 @@ orientation tag too), but browsers apply that tag when they draw an image, so a 
 The server therefore drops the EXIF block from JPEG (APP1 ``Exif`` segments) and PNG
 (``eXIf`` chunks) files: a lossless edit of the headers, the pixel data is not touched. Files
 that do not parse as expected are served unchanged.
+
+Before a session starts, :func:`check_image_folder` makes sure every image file is where
+``--images`` says (a wrong folder would serve a page where no image loads), and
+:func:`fill_image_sizes` reads the ``width``/``height`` an image entry lacks from its file.
 """
 
 from __future__ import annotations
 
 import os
+from pathlib import Path
+from typing import Any
+
+from pointsup.errors import PointsupError
 
 _JPEG_SOI = b"\xff\xd8"
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -76,3 +84,49 @@ def browser_image_bytes(path: str | os.PathLike[str]) -> bytes:
     if data.startswith(_PNG_SIGNATURE):
         return strip_png_exif(data)
     return data
+
+
+class ImageFolderError(PointsupError):
+    """The images folder lacks a file the dataset names, or a file's size cannot be read."""
+
+
+def check_image_folder(images_dir: Path, file_names: list[str]) -> None:
+    """ImageFolderError naming the folder and the first missing file when a file is not there."""
+    missing = [name for name in file_names if not (images_dir / name).is_file()]
+    if missing:
+        raise ImageFolderError(
+            f"--images {images_dir}: {len(missing)} of {len(file_names)} image files are not there "
+            f"(e.g. {images_dir / missing[0]}); is it the dataset's image folder?"
+        )
+
+
+def _has_size(image: dict[str, Any]) -> bool:
+    return image.get("width") is not None and image.get("height") is not None
+
+
+def fill_image_sizes(coco: dict[str, Any], images_dir: Path) -> int:
+    """Set the ``width`` and ``height`` that image entries lack (absent or null) from their
+    files' headers (the stored pixel grid, which the browser shows); returns how many were filled.
+
+    Raises:
+        ImageFolderError: such a file is missing (named with the folder) or not a readable image.
+    """
+    entries: list[Any] = coco["images"] if isinstance(coco.get("images"), list) else []
+    named = [image for image in entries if isinstance(image, dict) and isinstance(image.get("file_name"), str)]
+    sizeless = [image for image in named if not _has_size(image)]
+    if sizeless:
+        check_image_folder(images_dir, [image["file_name"] for image in named])
+    from PIL import Image  # here: the command line parses its arguments without Pillow
+
+    filled = 0
+    for image in sizeless:
+        path = images_dir / image["file_name"]
+        try:
+            with Image.open(path) as opened:
+                image["width"], image["height"] = opened.size
+        except (OSError, ValueError, Image.DecompressionBombError) as exc:
+            raise ImageFolderError(
+                f"image id {image.get('id')!r} has no width/height and its file {path} cannot be read to find them ({exc})"
+            ) from None
+        filled += 1
+    return filled

@@ -160,12 +160,13 @@ def compute_progress(store: AnnotationStore) -> ProgressReport:
         by_annotator[a.annotator].append(a)
 
     annotators = []
-    for name in sorted(held):
+    shown = store.display_names()
+    for name in sorted(held.keys() | by_annotator.keys(), key=lambda key: shown.get(key, key)):
         own = by_annotator.get(name, [])
         agreement, compared = _mask_agreement(own, mask_values)
         annotators.append(
             AnnotatorProgress(
-                name=name,
+                name=shown.get(name, name),
                 points=len(own),
                 unsure=sum(a.label == -1 for a in own),
                 objects_finished=held[name][1],

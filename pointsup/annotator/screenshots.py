@@ -99,6 +99,8 @@ def make_screenshots(output_dir: str | Path, browser: Any | None = None) -> list
 def _label_in_browser(page: Any, url: str, store: AnnotationStore) -> None:
     """Answer :data:`BROWSER_ANSWERS` points with the keyboard, 0.6 to 1.2 s apart."""
     page.goto(url)
+    page.wait_for_selector("body[data-state=instructions]")  # a first visit: read, then start
+    page.click("#instructions-ok")
     page.wait_for_selector("body[data-state=ready]")
     masks = {o.position: o.mask_values for o in store.objects()}
     rng = np.random.default_rng(0)

@@ -18,12 +18,21 @@ Hand-out rules:
 * with ``overlap = 1`` (the default) no object is ever handed to two annotators. Claims run
   in ``BEGIN IMMEDIATE`` transactions, so this holds across threads and processes;
 * only :meth:`AnnotationStore.next_points` with ``claim=True`` claims (the server calls it on
-  POST only); an *unused* claim (no point of the object answered) of an annotator who has not
-  answered anything for ``claim_timeout_s`` seconds expires: the object goes back to the pool
-  when someone else next claims;
+  POST only);
+* an annotator who has neither claimed, answered nor undone anything for ``claim_timeout_s``
+  seconds is *inactive*: the unfinished objects they hold go back to the pool when someone else
+  next claims (:meth:`AnnotationStore.release` does it at once). Their answers stay: whoever
+  claims a partly answered object next continues it at its first unanswered point;
 * an answer is accepted only for the annotator's current point (anything else is a conflict:
-  a retried or stale request), so each annotator's answers on an object always form a prefix
-  ``0 .. k-1`` of its points, and undo removes the last one.
+  a retried or stale request, or an object released meanwhile). So the answers on each of an
+  object's ``overlap`` *chains* (the answers one holder after another gave) form a prefix
+  ``0 .. k-1`` of its points, and undo removes the last answer of a chain its annotator holds
+  (answers on released objects stay as they are);
+* annotator names are case-insensitive: the store keys them by :func:`annotator_key` and keeps
+  the name as first typed for display (:meth:`AnnotationStore.display_name`).
+
+A chain is not stored: from the answers in force on an object and its holders' counts, the
+released chains' lengths follow (:func:`free_chain_starts`).
 """
 
 from __future__ import annotations
@@ -44,8 +53,17 @@ from typing import Any
 import msgspec
 import numpy as np
 
-from pointsup.annotator.database import SCHEMA_VERSION, StoreError, connect, create_database, has_session
-from pointsup.annotator.tasks import LabellingObject
+from pointsup.annotator.database import (
+    POINTS_GIVEN,
+    SCHEMA_VERSION,
+    StoreError,
+    connect,
+    create_database,
+    has_session,
+    upgrade,
+)
+from pointsup.annotator.images import ImageFolderError, check_image_folder, fill_image_sizes
+from pointsup.annotator.tasks import GivenPointsError, LabellingObject, count_given_points, same_category_overlaps
 from pointsup.points.format import read_coco_json
 from pointsup.points.simulate import DEFAULT_SEED
 
@@ -55,7 +73,7 @@ LABEL_CODES = {"object": 1, "background": 0, "unsure": -1}
 #: unfinished objects an annotator may hold at once (current + one claimed ahead)
 MAX_OPEN_OBJECTS = 2
 MAX_ANNOTATOR_NAME = 64
-#: seconds after which an inactive annotator's unused claims go back to the pool
+#: seconds of inactivity after which an annotator's unfinished objects go back to the pool
 DEFAULT_CLAIM_TIMEOUT_S = 600.0
 
 
@@ -82,6 +100,10 @@ class StoreSettings:
     dataset_sha256: str
     num_objects: int
     has_masks: bool
+    #: the points are the file's own (``--use-points``), not drawn
+    points_given: bool = False
+    #: annotations whose ``point_coords`` were ignored (new points drawn) when the session was made
+    given_points_ignored: int = 0
 
 
 @dataclass(frozen=True)
@@ -108,6 +130,40 @@ class LiveAnswer:
     label: int
     response_ms: float | None
     answered_at: float
+
+
+@dataclass(frozen=True)
+class Released:
+    """What :meth:`AnnotationStore.release` gave back: ``(annotator key, position, points
+    answered)`` of each unfinished object taken from its holder."""
+
+    objects: tuple[tuple[str, int, int], ...]
+
+    @property
+    def partly_answered(self) -> int:
+        return sum(answered > 0 for _, _, answered in self.objects)
+
+
+def annotator_key(name: str) -> str:
+    """How the store knows an annotator: the name stripped, NFKC-normalised and case-folded, so
+    that "Kim", "kim" and "KIM" are one annotator."""
+    return unicodedata.normalize("NFKC", name.strip()).casefold()
+
+
+def free_chain_starts(counts: list[int], held: list[int], fresh: int) -> list[int]:
+    """The points at which an object's free chains continue, longest first.
+
+    Args:
+        counts: answers in force at each point of the object (all annotators).
+        held: points answered on the chains its current holders work on.
+        fresh: chains nobody has answered on yet (``overlap`` minus holders and released chains).
+
+    Every chain is a prefix of the points, so the released chains covering point ``i`` number
+    ``f_i = counts[i] - #{held > i}``, and ``f_{L-1} - f_L`` of them have length ``L``.
+    """
+    free = [c - sum(h > i for h in held) for i, c in enumerate(counts)] + [0]
+    starts = [length for length in range(len(counts), 0, -1) if free[length - 1] > free[length]]
+    return starts + ([0] if fresh > 0 else [])
 
 
 def check_annotator_name(name: str) -> str:
@@ -145,6 +201,8 @@ class AnnotationStore:
             dataset_sha256=meta["dataset_sha256"],
             num_objects=int(meta["num_objects"]),
             has_masks=meta["has_masks"] == "1",
+            points_given=meta.get("points_source") == POINTS_GIVEN,
+            given_points_ignored=int(meta.get("given_points_ignored", 0)),
         )
         #: image id to ``(file_name, width, height)``
         self.images: dict[int, tuple[str, int, int]] = {
@@ -153,6 +211,8 @@ class AnnotationStore:
         }
         self.category_names: dict[int, str] = dict(connection.execute("SELECT category_id, name FROM categories").fetchall())
         self._object_cache: dict[int, tuple[int, int, int, tuple[float, float, float, float], list[list[int]]]] = {}
+        self._overlaps: dict[int, int] | None = None
+        self._names: dict[str, str] = {}
 
     # ---- opening ---------------------------------------------------------------------------
 
@@ -171,6 +231,9 @@ class AnnotationStore:
             if not has_session(connection):
                 connection.close()
                 raise StoreError(f"{path} holds no labelling session")
+            version = connection.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+            if version is not None and version[0] == "1":
+                upgrade(connection, annotator_key)
         except sqlite3.DatabaseError as exc:
             raise StoreError(f"{path}: not a labelling database ({exc})") from None
         return cls(path, connection, claim_timeout_s=claim_timeout_s)
@@ -209,22 +272,25 @@ class AnnotationStore:
         claiming objects as needed (empty when nothing is left for them). With
         ``claim=False`` nothing is written: only the objects they already hold are listed."""
         n = self.settings.num_points
+        key = annotator_key(annotator)
         with self._write() if claim else self._read() as db:
             open_objects = db.execute(
                 "SELECT position, answered FROM assignments WHERE annotator = ? AND answered < ? ORDER BY position LIMIT ?",
-                (annotator, n, count),
+                (key, n, count),
             ).fetchall()
             tasks: list[PointTask] = []
             for position, answered in open_objects:
                 tasks.extend(self._point_tasks(db, position, range(answered, n)))
                 if len(tasks) >= count:
                     return tasks[:count]
+            if claim:
+                self._register(db, key, annotator)
             while claim and len(tasks) < count and len(open_objects) < MAX_OPEN_OBJECTS:
-                position = self._claim(db, annotator)
-                if position is None:
+                claimed = self._claim(db, key)
+                if claimed is None:
                     break
-                open_objects.append((position, 0))
-                tasks.extend(self._point_tasks(db, position, range(n)))
+                open_objects.append(claimed)
+                tasks.extend(self._point_tasks(db, claimed[0], range(claimed[1], n)))
             return tasks[:count]
 
     def record_answer(self, annotator: str, position: int, point_index: int, label: int, response_ms: float | None) -> None:
@@ -236,10 +302,11 @@ class AnnotationStore:
         """
         if label not in (1, 0, -1):
             raise ValueError(f"label must be 1, 0 or -1, got {label!r}")
+        key = annotator_key(annotator)
         with self._write() as db:
             current = db.execute(
                 "SELECT position, answered FROM assignments WHERE annotator = ? AND answered < ? ORDER BY position LIMIT 1",
-                (annotator, self.settings.num_points),
+                (key, self.settings.num_points),
             ).fetchone()
             if current is None or tuple(current) != (position, point_index):
                 expected = None if current is None else (int(current[0]), int(current[1]))
@@ -248,34 +315,90 @@ class AnnotationStore:
                 )
             db.execute(
                 "INSERT INTO answers (annotator, position, point_index, label, response_ms, answered_at) VALUES (?, ?, ?, ?, ?, ?)",
-                (annotator, position, point_index, label, response_ms, time.time()),
+                (key, position, point_index, label, response_ms, time.time()),
             )
-            db.execute(
-                "UPDATE assignments SET answered = answered + 1 WHERE annotator = ? AND position = ?", (annotator, position)
-            )
+            db.execute("UPDATE assignments SET answered = answered + 1 WHERE annotator = ? AND position = ?", (key, position))
+            self._register(db, key, annotator)
 
     def undo_last(self, annotator: str) -> tuple[int, int] | None:
-        """Withdraw the annotator's latest answer; returns its ``(position, point_index)``
-        (which becomes their current point), or None when they have nothing to undo."""
+        """Withdraw the annotator's latest answer that ends a chain they hold; returns its
+        ``(position, point_index)`` (which becomes their current point), or None when they have
+        nothing to undo (answers on objects released from them stay)."""
+        key = annotator_key(annotator)
         with self._write() as db:
             row = db.execute(
-                "SELECT id, position, point_index FROM answers WHERE annotator = ? AND undone_at IS NULL ORDER BY id DESC LIMIT 1",
-                (annotator,),
+                "SELECT a.id, a.position, a.point_index FROM answers AS a JOIN assignments AS s "
+                "ON s.annotator = a.annotator AND s.position = a.position AND a.point_index = s.answered - 1 "
+                "WHERE a.annotator = ? AND a.undone_at IS NULL ORDER BY a.id DESC LIMIT 1",
+                (key,),
             ).fetchone()
             if row is None:
                 return None
             db.execute("UPDATE answers SET undone_at = ? WHERE id = ?", (time.time(), row[0]))
-            db.execute("UPDATE assignments SET answered = answered - 1 WHERE annotator = ? AND position = ?", (annotator, row[1]))
+            db.execute("UPDATE assignments SET answered = answered - 1 WHERE annotator = ? AND position = ?", (key, row[1]))
             return int(row[1]), int(row[2])
 
     def annotator_counts(self, annotator: str) -> tuple[int, int]:
-        """``(points answered, objects finished)`` by the annotator (undone answers excluded)."""
+        """``(points answered, objects finished)`` by the annotator (undone answers excluded; an
+        object they finished after someone else started it counts as theirs)."""
+        key = annotator_key(annotator)
         with self._read() as db:
-            points, finished = db.execute(
-                "SELECT COALESCE(SUM(answered), 0), COALESCE(SUM(answered = ?), 0) FROM assignments WHERE annotator = ?",
-                (self.settings.num_points, annotator),
+            (points,) = db.execute("SELECT COUNT(*) FROM answers WHERE annotator = ? AND undone_at IS NULL", (key,)).fetchone()
+            (finished,) = db.execute(
+                "SELECT COUNT(*) FROM assignments WHERE annotator = ? AND answered = ?", (key, self.settings.num_points)
             ).fetchone()
         return int(points), int(finished)
+
+    def held_by_others(self, annotator: str) -> int:
+        """Unfinished objects other annotators hold (what may still come back to the pool)."""
+        with self._read() as db:
+            (count,) = db.execute(
+                "SELECT COUNT(DISTINCT position) FROM assignments WHERE annotator != ? AND answered < ?",
+                (annotator_key(annotator), self.settings.num_points),
+            ).fetchone()
+        return int(count)
+
+    def release(self, annotator: str | None = None) -> Released:
+        """Give the unfinished objects of ``annotator`` (everyone's when None) back to the pool
+        at once; their answers stay and the next claimant continues them.
+
+        Raises:
+            StoreError: ``annotator`` has never labelled in this session.
+        """
+        key = None if annotator is None else annotator_key(annotator)
+        with self._write() as db:
+            if key is not None and db.execute("SELECT 1 FROM annotators WHERE key = ?", (key,)).fetchone() is None:
+                known = [row[0] for row in db.execute("SELECT name FROM annotators ORDER BY first_seen")]
+                raise StoreError(f"no annotator {annotator!r} in {self.path} (annotators: {', '.join(known) or 'none yet'})")
+            rows = db.execute(
+                "SELECT annotator, position, answered FROM assignments WHERE answered < ? AND (? IS NULL OR annotator = ?) "
+                "ORDER BY annotator, position",
+                (self.settings.num_points, key, key),
+            ).fetchall()
+            self._drop_assignments(db, rows)
+        return Released(tuple((str(a), int(p), int(k)) for a, p, k in rows))
+
+    def display_name(self, annotator: str) -> str:
+        """The name as the annotator first typed it (``annotator`` itself when they are new)."""
+        key = annotator_key(annotator)
+        if key not in self._names:
+            with self._read() as db:
+                row = db.execute("SELECT name FROM annotators WHERE key = ?", (key,)).fetchone()
+            if row is None:
+                return annotator
+            self._names[key] = row[0]
+        return self._names[key]
+
+    def display_names(self) -> dict[str, str]:
+        """Every annotator key to the name as first typed."""
+        with self._read() as db:
+            return dict(db.execute("SELECT key, name FROM annotators").fetchall())
+
+    def same_category_overlaps(self, position: int) -> int:
+        """How many other objects of the object's image and category overlap its box."""
+        if self._overlaps is None:
+            self._overlaps = same_category_overlaps(self.objects())
+        return self._overlaps.get(position, 0)
 
     # ---- reading everything (export, progress) ---------------------------------------------
 
@@ -324,34 +447,68 @@ class AnnotationStore:
 
     # ---- internals -------------------------------------------------------------------------
 
-    def _release_expired_claims(self, db: sqlite3.Connection, annotator: str) -> None:
-        """Drop the unused claims of annotators (other than ``annotator``) who have neither
-        claimed nor answered anything for ``claim_timeout_s`` seconds."""
-        cutoff = time.time() - self.claim_timeout_s
-        expired = db.execute(
-            "SELECT annotator, position FROM assignments AS a WHERE answered = 0 AND annotator != ? AND assigned_at < ? "
-            "AND NOT EXISTS (SELECT 1 FROM assignments WHERE annotator = a.annotator AND assigned_at >= ?) "
-            "AND NOT EXISTS (SELECT 1 FROM answers WHERE annotator = a.annotator AND answered_at >= ?)",
-            (annotator, cutoff, cutoff, cutoff),
-        ).fetchall()
-        for holder, position in expired:
+    def _register(self, db: sqlite3.Connection, key: str, name: str) -> None:
+        """Record the annotator's name as typed, the first time they write anything."""
+        if key not in self._names:
+            db.execute("INSERT OR IGNORE INTO annotators (key, name, first_seen) VALUES (?, ?, ?)", (key, name, time.time()))
+            self._names[key] = db.execute("SELECT name FROM annotators WHERE key = ?", (key,)).fetchone()[0]
+
+    def _drop_assignments(self, db: sqlite3.Connection, rows: list[Any]) -> None:
+        for holder, position, _ in rows:
             db.execute("DELETE FROM assignments WHERE annotator = ? AND position = ?", (holder, position))
             db.execute("UPDATE objects SET assigned = assigned - 1 WHERE position = ?", (position,))
 
-    def _claim(self, db: sqlite3.Connection, annotator: str) -> int | None:
-        self._release_expired_claims(db, annotator)
-        row = db.execute(
-            "SELECT position FROM objects WHERE assigned < ? AND position NOT IN "
-            "(SELECT position FROM assignments WHERE annotator = ?) ORDER BY position LIMIT 1",
-            (self.settings.overlap, annotator),
-        ).fetchone()
-        if row is None:
-            return None
-        db.execute(
-            "INSERT INTO assignments (annotator, position, assigned_at) VALUES (?, ?, ?)", (annotator, row[0], time.time())
+    def _release_inactive(self, db: sqlite3.Connection, key: str) -> None:
+        """Give back the unfinished objects of annotators (other than ``key``) who have neither
+        claimed, answered nor undone anything for ``claim_timeout_s`` seconds."""
+        cutoff = time.time() - self.claim_timeout_s
+        expired = db.execute(
+            "SELECT annotator, position, answered FROM assignments AS a WHERE answered < ? AND annotator != ? "
+            "AND assigned_at < ? "
+            "AND NOT EXISTS (SELECT 1 FROM assignments WHERE annotator = a.annotator AND assigned_at >= ?) "
+            "AND NOT EXISTS (SELECT 1 FROM answers WHERE annotator = a.annotator AND (answered_at >= ? OR undone_at >= ?))",
+            (self.settings.num_points, key, cutoff, cutoff, cutoff, cutoff),
+        ).fetchall()
+        self._drop_assignments(db, expired)
+
+    def _claim(self, db: sqlite3.Connection, key: str) -> tuple[int, int] | None:
+        """Claim the first object in the pool the annotator may take; ``(position, point to
+        start at)`` or None. A partly answered object is continued on its longest free chain
+        that the annotator has not answered on past its end (one vote per annotator and point)."""
+        self._release_inactive(db, key)
+        candidates = db.execute(
+            "SELECT position, assigned FROM objects WHERE assigned < ? AND position NOT IN "
+            "(SELECT position FROM assignments WHERE annotator = ?) ORDER BY position",
+            (self.settings.overlap, key),
         )
-        db.execute("UPDATE objects SET assigned = assigned + 1 WHERE position = ?", (row[0],))
-        return int(row[0])
+        for position, assigned in candidates:  # read lazily: mostly the first one is taken
+            start = self._start_point(db, key, position, assigned)
+            if start is not None:
+                db.execute(
+                    "INSERT INTO assignments (annotator, position, assigned_at, answered) VALUES (?, ?, ?, ?)",
+                    (key, position, time.time(), start),
+                )
+                db.execute("UPDATE objects SET assigned = assigned + 1 WHERE position = ?", (position,))
+                return int(position), start
+        return None
+
+    def _start_point(self, db: sqlite3.Connection, key: str, position: int, assigned: int) -> int | None:
+        """Where the annotator would continue the object, None when they may not take it."""
+        n = self.settings.num_points
+        counts = [0] * n
+        own_last = -1
+        for point_index, annotator in db.execute(
+            "SELECT point_index, annotator FROM answers WHERE position = ? AND undone_at IS NULL", (position,)
+        ):
+            counts[point_index] += 1
+            if annotator == key:
+                own_last = max(own_last, point_index)
+        if not any(counts):
+            return 0
+        held = [row[0] for row in db.execute("SELECT answered FROM assignments WHERE position = ?", (position,))]
+        released = max(counts[0] - sum(h > 0 for h in held), 0)
+        starts = free_chain_starts(counts, held, self.settings.overlap - assigned - released)
+        return next((start for start in starts if start > own_last), None)
 
     def _point_tasks(self, db: sqlite3.Connection, position: int, indices: range) -> list[PointTask]:
         cached = self._object_cache.get(position)
@@ -383,16 +540,24 @@ def open_session(
     seed: int | None = None,
     overlap: int | None = None,
     claim_timeout_s: float = DEFAULT_CLAIM_TIMEOUT_S,
+    images_dir: str | Path | None = None,
+    use_points: bool = False,
 ) -> tuple[AnnotationStore, bool]:
     """Open the session in ``db_path``, creating it from ``dataset_path`` when the database
     does not hold one yet. Returns the store and whether it was created.
 
     Settings left as None take their recorded values (or the defaults: 10 points, seed
-    12345, overlap 1, for a new session).
+    12345, overlap 1, for a new session). With ``images_dir``, every image file must be there,
+    and a new session reads the sizes that image entries lack from the files. With
+    ``use_points`` a new session labels the file's own ``point_coords`` (their number per object
+    is ``num_points``, by default the number the file's objects carry).
 
     Raises:
-        StoreError: the database was made from a different file (SHA-256) or with other settings.
+        StoreError: the database was made from a different file (SHA-256) or with other settings,
+            or cannot be created where asked.
         PointFormatError: the dataset is not a valid COCO file.
+        ImageFolderError: an image file is missing under ``images_dir`` (or its size unreadable).
+        GivenPointsError: ``use_points`` and the objects do not all carry ``num_points`` points.
         ValueError: invalid settings.
     """
     db_path = Path(db_path)
@@ -405,17 +570,35 @@ def open_session(
             probe.close()
         except sqlite3.DatabaseError as exc:
             raise StoreError(f"{db_path}: not a labelling database ({exc})") from None
+    images = None if images_dir is None else Path(images_dir)
     if not exists:
+        coco = read_coco_json(dataset_path)
+        if images is not None:
+            fill_image_sizes(coco, images)
+        given = count_given_points(coco)
+        if use_points and num_points is None:
+            num_points = max(given, key=lambda k: given[k]) if given else None
+            if num_points is None:
+                raise GivenPointsError(f"{dataset_path}: --use-points, but no annotation carries point_coords")
         create_database(
             db_path,
-            read_coco_json(dataset_path),
+            coco,
             dataset_path=str(dataset_path),
             dataset_sha256=sha256,
             num_points=DEFAULT_NUM_POINTS if num_points is None else num_points,
             seed=DEFAULT_SEED if seed is None else seed,
             overlap=1 if overlap is None else overlap,
+            use_points=use_points,
+            given_points_ignored=0 if use_points else sum(given.values()),
+            check=None if images is None else lambda names: check_image_folder(images, names),
         )
     store = AnnotationStore.open(db_path, claim_timeout_s=claim_timeout_s)
+    if images is not None:
+        try:
+            check_image_folder(images, [name for name, _, _ in store.images.values()])
+        except ImageFolderError:
+            store.close()
+            raise
     recorded = store.settings
     mismatches = [
         f"--{name} {given} (it was made with {wanted})"
@@ -426,6 +609,8 @@ def open_session(
         )
         if given is not None and given != wanted
     ]
+    if use_points and not recorded.points_given:
+        mismatches.append("--use-points (it labels points drawn as `pointsup simulate` draws them)")
     if recorded.dataset_sha256 != sha256:
         mismatches.insert(
             0,

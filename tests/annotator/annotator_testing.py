@@ -26,8 +26,9 @@ class Api:
         self.token = token
         self.host = host
 
-    def request(self, method: str, path: str, body: bytes | None = None,
-                headers: dict[str, str] | None = None) -> tuple[int, Any, http.client.HTTPMessage]:
+    def request(
+        self, method: str, path: str, body: bytes | None = None, headers: dict[str, str] | None = None
+    ) -> tuple[int, Any, http.client.HTTPMessage]:
         """``(status, JSON payload or raw bytes, headers)``."""
         connection = http.client.HTTPConnection(self.host, self.port, timeout=10)
         all_headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
@@ -43,7 +44,9 @@ class Api:
         return response.status, payload, response.headers
 
     def post(self, path: str, obj: Any, headers: dict[str, str] | None = None) -> tuple[int, Any]:
-        status, payload, _ = self.request("POST", path, json.dumps(obj).encode(), {"Content-Type": "application/json", **(headers or {})})
+        status, payload, _ = self.request(
+            "POST", path, json.dumps(obj).encode(), {"Content-Type": "application/json", **(headers or {})}
+        )
         return status, payload
 
     def state(self, annotator: str) -> dict[str, Any]:
@@ -59,8 +62,16 @@ class Api:
         return payload
 
     def answer(self, annotator: str, task: dict[str, Any], label: str, response_ms: float | None = 500.0) -> tuple[int, Any]:
-        return self.post("/api/answer", {"annotator": annotator, "position": task["position"],
-                                         "point_index": task["point_index"], "label": label, "response_ms": response_ms})
+        return self.post(
+            "/api/answer",
+            {
+                "annotator": annotator,
+                "position": task["position"],
+                "point_index": task["point_index"],
+                "label": label,
+                "response_ms": response_ms,
+            },
+        )
 
     def undo(self, annotator: str) -> dict[str, Any]:
         status, payload = self.post("/api/undo", {"annotator": annotator})
@@ -72,7 +83,8 @@ def true_labels(store: AnnotationStore) -> dict[tuple[int, int], str]:
     """``(position, point_index)`` to the label the mask gives ("object" or "background")."""
     return {
         (o.position, k): LABEL_NAMES[int(v)]
-        for o in store.objects() if o.mask_values is not None
+        for o in store.objects()
+        if o.mask_values is not None
         for k, v in enumerate(o.mask_values)
     }
 
@@ -97,6 +109,8 @@ class ServerProcess:
 
     process: subprocess.Popen[str]
     url: str
+    #: what it printed up to the URL
+    printed: str = ""
 
     @property
     def port(self) -> int:
@@ -111,13 +125,30 @@ class ServerProcess:
 def start_server(dataset: Path, images: Path, *args: str) -> ServerProcess:
     """Start ``python -m pointsup annotate serve`` on a free port (extra ``args`` appended)."""
     process = subprocess.Popen(
-        [sys.executable, "-m", "pointsup", "annotate", "serve", str(dataset), "--images", str(images),
-         "--port", "0", "--quiet", *args],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        [
+            sys.executable,
+            "-m",
+            "pointsup",
+            "annotate",
+            "serve",
+            str(dataset),
+            "--images",
+            str(images),
+            "--port",
+            "0",
+            "--quiet",
+            *args,
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )
     assert process.stdout is not None
+    printed = []
     for line in process.stdout:
+        printed.append(line)
         if match := re.search(r"labelling page: (http://\S+)", line):
-            return ServerProcess(process, match.group(1))
+            return ServerProcess(process, match.group(1), "".join(printed))
     process.kill()
     raise AssertionError(f"the server did not start: {process.stderr.read() if process.stderr else ''}")

@@ -32,6 +32,8 @@ pytestmark = pytest.mark.skipif(UNAVAILABLE is not None, reason=f"no headless br
 KEYS = {"object": "f", "background": "j", "unsure": "u"}
 #: the target of the issue for answer -> next point, in milliseconds
 LATENCY_TARGET_MS = 100.0
+#: the 95th percentile of answer -> next point, in milliseconds
+LATENCY_P95_MS = 50.0
 
 
 @pytest.fixture(scope="module")
@@ -58,7 +60,11 @@ def open_page(browser: Any, url: str) -> tuple[Any, list[str]]:
 
 
 def current_point(page: Any) -> tuple[int, int]:
-    page.wait_for_selector("body[data-state=ready]")
+    """The point on screen; on a first visit, reads the instructions and clicks them away."""
+    page.wait_for_selector("body[data-state=ready], body[data-state=instructions]")
+    if page.get_attribute("body", "data-state") == "instructions":
+        page.click("#instructions-ok")
+        page.wait_for_selector("body[data-state=ready]")
     position, index = page.get_attribute("body", "data-point-key").split(":")
     return int(position), int(index)
 
@@ -74,8 +80,9 @@ def answer(page: Any, key: str) -> float:
     return (time.perf_counter() - start) * 1000
 
 
-def test_label_with_keyboard_reload_continue_and_export(browser: Any, session: tuple[AnnotationServer, AnnotationStore],
-                                                        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_label_with_keyboard_reload_continue_and_export(
+    browser: Any, session: tuple[AnnotationServer, AnnotationStore], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     server, store = session
     labels = true_labels(store)
     page, problems = open_page(browser, server.url() + "?annotator=kim")
@@ -142,9 +149,13 @@ def test_label_with_keyboard_reload_continue_and_export(browser: Any, session: t
     # the answer -> next point latency measured in the page (key press to the frame after the redraw)
     assert len(latencies) >= total - 1  # every answer but the last (which ends the session) drew a point
     median, worst = statistics.median(latencies), max(latencies)
-    print(f"answer -> next point: median {median:.1f} ms, max {worst:.1f} ms in the page; "
-          f"median {statistics.median(observed):.1f} ms seen from the test, over {len(latencies)} answers")
+    p95 = statistics.quantiles(latencies, n=20, method="inclusive")[-1]
+    print(
+        f"answer -> next point: median {median:.1f} ms, p95 {p95:.1f} ms, max {worst:.1f} ms in the page; "
+        f"median {statistics.median(observed):.1f} ms seen from the test, over {len(latencies)} answers"
+    )
     assert median < LATENCY_TARGET_MS
+    assert p95 <= LATENCY_P95_MS
     assert worst < 3 * LATENCY_TARGET_MS
 
 
@@ -185,7 +196,7 @@ def test_markup_in_names_is_shown_as_text(browser: Any, tmp_path: Path, syntheti
     (tmp_path / "odd.json").write_text(json.dumps(coco))
     store, _ = open_session(tmp_path / "s.db", tmp_path / "odd.json")
     with serving_in_background(AnnotationServer(store, images)) as server:
-        page, problems = open_page(browser, server.url() + "?annotator=" + quote('<script>window.owned=2</script>'))
+        page, problems = open_page(browser, server.url() + "?annotator=" + quote("<script>window.owned=2</script>"))
         current_point(page)  # drawn: the image with the odd file name loaded
         expected = store.category_names[store.objects()[0].category_id]
         assert page.inner_text("#category") == expected

@@ -27,8 +27,9 @@ def label_everything(store: AnnotationStore, annotator: str, choose: Callable[[i
         store.record_answer(annotator, t.position, t.point_index, label, 400.0 + 10 * t.point_index)
 
 
-def test_mask_answers_export_exactly_what_simulate_writes(tmp_path: Path, store: AnnotationStore,
-                                                          synthetic: SyntheticDataset, capsys: pytest.CaptureFixture[str]) -> None:
+def test_mask_answers_export_exactly_what_simulate_writes(
+    tmp_path: Path, store: AnnotationStore, synthetic: SyntheticDataset, capsys: pytest.CaptureFixture[str]
+) -> None:
     label_everything(store, "ann", lambda p, i, mask: mask)
     output = tmp_path / "labelled.json"
     assert main(["annotate", "export", "--db", str(store.path), "-o", str(output)]) == 0
@@ -38,8 +39,9 @@ def test_mask_answers_export_exactly_what_simulate_writes(tmp_path: Path, store:
     exported, reference = json.loads(output.read_text()), json.loads(simulated.read_text())
     assert exported["images"] == reference["images"]
     assert exported["categories"] == reference["categories"]
-    assert [(a["id"], a["bbox"], a["point_coords"], a["point_labels"]) for a in exported["annotations"]] == \
-        [(a["id"], a["bbox"], a["point_coords"], a["point_labels"]) for a in reference["annotations"]]
+    assert [(a["id"], a["bbox"], a["point_coords"], a["point_labels"]) for a in exported["annotations"]] == [
+        (a["id"], a["bbox"], a["point_coords"], a["point_labels"]) for a in reference["annotations"]
+    ]
     assert all("segmentation" not in a for a in exported["annotations"])
     dataset = load_point_dataset(output)
     assert sum(i.num_points for i in dataset.instances) == 160
@@ -157,7 +159,9 @@ def test_input_without_masks(tmp_path: Path, synthetic: SyntheticDataset) -> Non
     store.close()
 
 
-def test_export_refuses_to_write_over_its_inputs(tmp_path: Path, synthetic: SyntheticDataset, capsys: pytest.CaptureFixture[str]) -> None:
+def test_export_refuses_to_write_over_its_inputs(
+    tmp_path: Path, synthetic: SyntheticDataset, capsys: pytest.CaptureFixture[str]
+) -> None:
     source = tmp_path / "source.json"
     source.write_bytes(synthetic.train_json.read_bytes())
     store, _ = open_session(tmp_path / "s.db", source, num_points=2)
@@ -173,8 +177,9 @@ def test_export_refuses_to_write_over_its_inputs(tmp_path: Path, synthetic: Synt
     assert main(["annotate", "export", "--db", str(tmp_path / "s.db"), "-o", str(tmp_path / "out.json")]) == 0
 
 
-def test_objects_left_out_of_the_agreement_are_counted_and_named(tmp_path: Path, synthetic: SyntheticDataset,
-                                                                 capsys: pytest.CaptureFixture[str]) -> None:
+def test_objects_left_out_of_the_agreement_are_counted_and_named(
+    tmp_path: Path, synthetic: SyntheticDataset, capsys: pytest.CaptureFixture[str]
+) -> None:
     coco = json.loads(synthetic.train_json.read_text())
     del coco["annotations"][0]["segmentation"]
     coco["annotations"][1]["segmentation"] = {"size": [7, 7], "counts": "0"}  # an RLE of the wrong size

@@ -20,8 +20,17 @@ from pointsup.annotator.store import AnnotationStore, open_session
 from pointsup.data.synthetic import SyntheticDataset
 
 #: every GET route the server answers, with a name that has never claimed anything
-GET_ROUTES = ("/", "/progress", "/api/progress", "/api/state?annotator=mallory", "/image/1",
-              "/static/annotate.js", "/static/annotator.css", "/no/such/route", "/api/state")
+GET_ROUTES = (
+    "/",
+    "/progress",
+    "/api/progress",
+    "/api/state?annotator=mallory",
+    "/image/1",
+    "/static/annotate.js",
+    "/static/annotator.css",
+    "/no/such/route",
+    "/api/state",
+)
 
 
 def session_digest(path: Path) -> str:
@@ -89,15 +98,33 @@ def test_unused_claims_of_an_inactive_annotator_expire(quick_expiry_store: Annot
     assert all(len(holders) == 1 for holders in held.values())  # overlap 1 still holds
 
 
-def test_claims_with_answers_or_recent_activity_do_not_expire(quick_expiry_store: AnnotationStore) -> None:
+def test_partly_answered_objects_of_an_inactive_annotator_are_continued(quick_expiry_store: AnnotationStore) -> None:
     store = quick_expiry_store
     bob = store.next_points("bob", 6)
-    store.record_answer("bob", bob[0].position, bob[0].point_index, 1, 400.0)  # bob works on his first object
+    for k in range(3):  # bob answers three points of his first object, then leaves
+        store.record_answer("bob", bob[k].position, bob[k].point_index, 1, 400.0)
     time.sleep(0.5)
+    tasks = store.next_points("alice", 6)
+    assert (tasks[0].position, tasks[0].point_index) == (bob[0].position, 3)  # alice continues where bob stopped
+    assert {position for annotator, position, _ in store.assignments() if annotator == "bob"} == set()
+    assert [(a.annotator, a.point_index) for a in store.live_answers()] == [("bob", 0), ("bob", 1), ("bob", 2)]
+    assert store.undo_last("bob") is None  # answers on a released object stay as they are
+    assert store.undo_last("alice") is None
+
+
+def test_recent_activity_keeps_claims(quick_expiry_store: AnnotationStore) -> None:
+    store = quick_expiry_store
+    bob = store.next_points("bob", 20)  # claims two objects
+    held = {position for annotator, position, _ in store.assignments() if annotator == "bob"}
+    assert len(held) == 2
+    time.sleep(0.2)
+    store.record_answer("bob", bob[0].position, bob[0].point_index, 1, 400.0)  # active within the timeout
+    time.sleep(0.2)
     store.next_points("alice", 6)
     bob_objects = {position for annotator, position, _ in store.assignments() if annotator == "bob"}
-    assert bob[0].position in bob_objects  # the object he answered on stays his
-    assert {position for annotator, position, _ in store.assignments() if annotator == "alice"}.isdisjoint(bob_objects)
+    assert bob_objects == held
+    alice_objects = {position for annotator, position, _ in store.assignments() if annotator == "alice"}
+    assert alice_objects.isdisjoint(bob_objects)
 
 
 def test_log_lines_escape_what_the_client_sent(store: AnnotationStore, synthetic: SyntheticDataset) -> None:
@@ -112,15 +139,18 @@ def test_log_lines_escape_what_the_client_sent(store: AnnotationStore, synthetic
     assert escape_for_log("ok\r\nfake line") == "ok\\r\\nfake line"
 
 
-def test_a_client_that_disconnects_costs_one_log_line(store: AnnotationStore, synthetic: SyntheticDataset,
-                                                      capfd: pytest.CaptureFixture[str]) -> None:
+def test_a_client_that_disconnects_costs_one_log_line(
+    store: AnnotationStore, synthetic: SyntheticDataset, capfd: pytest.CaptureFixture[str]
+) -> None:
     lines: list[str] = []
     with serving_in_background(AnnotationServer(store, synthetic.image_dir, log=lines.append)) as server:
         for _ in range(5):
             with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")  # RST on close
-                sock.sendall(b"POST /api/answer HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
-                             b"Content-Length: 500\r\n\r\n{\"annot")
+                sock.sendall(
+                    b"POST /api/answer HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+                    b'Content-Length: 500\r\n\r\n{"annot'
+                )
         time.sleep(0.3)
         assert Api(server.port).request("GET", "/api/progress")[0] == 200
     captured = capfd.readouterr()

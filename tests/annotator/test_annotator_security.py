@@ -63,9 +63,20 @@ def test_images_never_leave_the_images_folder(tricky: tuple[Api, AnnotationStore
         assert status == 403 and SECRET not in body
     status, body, _ = api.request("GET", "/image/103")  # a symlink that stays inside
     assert status == 200 and body.startswith(b"\x89PNG")
-    for path in ("/image/../../secret.png", "/image/%2e%2e/%2e%2e/secret.png", "/static/../server.py",
-                 "/static/..%2fserver.py", "//etc/passwd", "/image/1/../../secret.png", "/image/-1",
-                 "/image/999999", "/image/1%00", "/image/0x1", "/..%5c..%5csecret.png", "/static/annotate.js/.."):
+    for path in (
+        "/image/../../secret.png",
+        "/image/%2e%2e/%2e%2e/secret.png",
+        "/static/../server.py",
+        "/static/..%2fserver.py",
+        "//etc/passwd",
+        "/image/1/../../secret.png",
+        "/image/-1",
+        "/image/999999",
+        "/image/1%00",
+        "/image/0x1",
+        "/..%5c..%5csecret.png",
+        "/static/annotate.js/..",
+    ):
         status, body, _ = api.request("GET", path)
         assert status == 404, path
         assert SECRET not in body and b"import" not in body
@@ -111,14 +122,33 @@ def test_host_and_origin_checks(api: Api) -> None:
 
 
 BAD_BODIES = [
-    b"not json", b"[]", b"{}", b"null", b'"text"', b"\xff\xfe\x00", b'{"annotator": "a", "position": 0',
+    b"not json",
+    b"[]",
+    b"{}",
+    b"null",
+    b'"text"',
+    b"\xff\xfe\x00",
+    b'{"annotator": "a", "position": 0',
     b"[" * 8000 + b"]" * 8000,
 ]
 BASE_ANSWER = {"annotator": "a", "position": 0, "point_index": 0, "label": "object", "response_ms": 100}
 BAD_FIELDS = [
-    {"label": "maybe"}, {"label": 1}, {"position": "0"}, {"position": True}, {"position": -1}, {"position": 2**70},
-    {"position": 1.5}, {"point_index": None}, {"response_ms": -5}, {"response_ms": 1e12}, {"response_ms": "fast"},
-    {"annotator": ""}, {"annotator": "x" * 300}, {"annotator": "a\u0000b"}, {"annotator": "   "}, {"annotator": 7},
+    {"label": "maybe"},
+    {"label": 1},
+    {"position": "0"},
+    {"position": True},
+    {"position": -1},
+    {"position": 2**70},
+    {"position": 1.5},
+    {"point_index": None},
+    {"response_ms": -5},
+    {"response_ms": 1e12},
+    {"response_ms": "fast"},
+    {"annotator": ""},
+    {"annotator": "x" * 300},
+    {"annotator": "a\u0000b"},
+    {"annotator": "   "},
+    {"annotator": 7},
     {"extra": 1},
 ]
 
@@ -145,7 +175,9 @@ def test_bad_payloads_get_4xx_and_leave_the_database_intact(api: Api, store: Ann
         assert api.request(method, "/api/answer")[0] == 405, method
 
     host = f"Host: 127.0.0.1:{port}\r\n".encode()
-    assert raw_request(port, b"POST /api/undo HTTP/1.1\r\n" + host + b"Content-Type: application/json\r\n\r\n").split()[1] == b"411"
+    assert (
+        raw_request(port, b"POST /api/undo HTTP/1.1\r\n" + host + b"Content-Type: application/json\r\n\r\n").split()[1] == b"411"
+    )
     chunked = b"POST /api/undo HTTP/1.1\r\n" + host + b"Transfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n"
     assert raw_request(port, chunked).split()[1] == b"411"
     weird_length = b"POST /api/undo HTTP/1.1\r\n" + host + b"Content-Length: \xb2\r\n\r\n"

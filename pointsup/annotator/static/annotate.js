@@ -6,6 +6,12 @@
 // one (say, after a restart or from a second tab), the page resynchronises with the server's
 // state and shows the refused point again. Points are pixel indices: markers go at the pixel
 // centre (x + 0.5, y + 0.5).
+//
+// The question is about one object, the one in the yellow box: everything outside the box is
+// dimmed in both views, the box stays drawn (thicker when other objects of the category overlap
+// it, with a note saying so), and a first-use instruction says what "object" means. When
+// nothing is left, the page asks again every `recheck_ms`: objects held by inactive annotators
+// come back to the pool. "switch annotator" hands the page to someone else.
 "use strict";
 
 (() => {
@@ -21,6 +27,9 @@
   const IMAGE_CACHE = 8;           // decoded images kept
   const RETRY_MS = 2000;           // wait before asking an unreachable server again
   const COLOURS = { box: "#ffd400", point: "#ff2d55", square: "#1fdc3c", outside: "#202020", halo: "#ffffff", shadow: "#000000" };
+  const DIM = "rgba(0, 0, 0, 0.6)";  // over everything outside the box
+  const BOX_WIDTH = 2, BOX_WIDTH_CROWDED = 4;  // the box's yellow line, screen pixels (a dark edge around it)
+  const NAME_KEY = "pointsup-annotator", INSTRUCTIONS_KEY = "pointsup-instructions-read";  // localStorage
 
   const $ = (id) => document.getElementById(id);
   const session = {
@@ -33,6 +42,9 @@
     failed: null,     // the first refused answer's error, until resynchronised
     busy: false,      // undo in progress
     summary: null,
+    instructing: false,  // the first-use instructions are on screen
+    recheck: null,    // timer asking for work again while nothing is left
+    epoch: 0,         // bumped when the annotator changes: replies for the previous one are dropped
   };
   const images = new Map();  // image id -> {img, ready, failed, promise}; insertion order = recency
   // Answer -> next point latencies (ms) from the key press to the frame after the redraw.
@@ -101,7 +113,20 @@
       ctx.drawImage(img, sx0, sy0, sx1 - sx0, sy1 - sy0,
         (sx0 - region.x0) * scale, (sy0 - region.y0) * scale, (sx1 - sx0) * scale, (sy1 - sy0) * scale);
     }
+    canvas.dataset.region = JSON.stringify([region.x0, region.y0, scale]);  // for tests: image -> canvas
     return { ctx, scale, at: (x, y) => [(x - region.x0) * scale, (y - region.y0) * scale] };
+  }
+
+  // Darken everything outside the box: the question is about what is inside.
+  function dimOutside(view, bbox) {
+    const [x, y, w, h] = bbox;
+    const [ax, ay] = view.at(x, y);
+    const canvas = view.ctx.canvas;
+    view.ctx.beginPath();
+    view.ctx.rect(0, 0, canvas.width, canvas.height);
+    view.ctx.rect(ax, ay, w * view.scale, h * view.scale);
+    view.ctx.fillStyle = DIM;
+    view.ctx.fill("evenodd");
   }
 
   function fitAspect(cx, cy, width, height, aspect) {
@@ -109,12 +134,17 @@
     return { x0: cx - width / 2, y0: cy - height / 2, x1: cx + width / 2, y1: cy + height / 2 };
   }
 
-  function strokeBox(view, bbox) {
-    const [x, y, w, h] = bbox;
+  // The target's box, with a dark edge (visible on yellow too); thicker when it is crowded.
+  function strokeBox(view, task) {
+    const [x, y, w, h] = task.bbox;
     const [ax, ay] = view.at(x, y);
-    view.ctx.lineWidth = 2;
-    view.ctx.strokeStyle = COLOURS.box;
-    view.ctx.strokeRect(ax, ay, w * view.scale, h * view.scale);
+    const width = task.overlapping > 0 ? BOX_WIDTH_CROWDED : BOX_WIDTH;
+    dimOutside(view, task.bbox);
+    for (const [lineWidth, colour] of [[width + 2, COLOURS.shadow], [width, COLOURS.box]]) {
+      view.ctx.lineWidth = lineWidth;
+      view.ctx.strokeStyle = colour;
+      view.ctx.strokeRect(ax - width / 2, ay - width / 2, w * view.scale + width, h * view.scale + width);
+    }
   }
 
   function drawContext(img, task) {
@@ -125,7 +155,7 @@
     const region = fitAspect(bx + bw / 2, by + bh / 2, Math.max(bw + 2 * margin, minWidth),
       Math.max(bh + 2 * margin, minHeight), canvas.width / canvas.height);
     const view = drawRegion(canvas, img, region, true);
-    strokeBox(view, task.bbox);
+    strokeBox(view, task);
     const [px, py] = view.at(task.x + 0.5, task.y + 0.5);
     const ctx = view.ctx;
     for (const [width, colour] of [[4, COLOURS.shadow], [2, COLOURS.square]]) {  // dark edge: visible on green too
@@ -148,7 +178,7 @@
     const side = Math.min(Math.max(ZOOM_SHARE * Math.max(bw, bh), ZOOM_MIN), ZOOM_MAX);
     const cx = task.x + 0.5, cy = task.y + 0.5;
     const view = drawRegion(canvas, img, fitAspect(cx, cy, side, side, canvas.width / canvas.height), false);
-    strokeBox(view, task.bbox);
+    strokeBox(view, task);
     const ctx = view.ctx;
     const [px, py] = view.at(cx, cy);
     const half = view.scale / 2 + 1.5;  // just outside the labelled pixel
@@ -182,6 +212,7 @@
   // Draw queue[0]; returns false when it cannot be drawn yet.
   function show() {
     const task = session.queue[0];
+    if (session.instructing) return false;
     if (!task) {
       if (session.pending === 0 && !session.busy) finish(); else setState("waiting");
       return false;
@@ -200,6 +231,7 @@
     drawContext(entry.img, task);
     drawZoom(entry.img, task);
     $("category").textContent = task.category;
+    showCrowdNote(task);
     updateCounter(task);
     $("labelling").hidden = false;
     $("done").hidden = true;
@@ -209,11 +241,31 @@
     return true;
   }
 
+  function showCrowdNote(task) {
+    const note = $("crowd-note");
+    note.hidden = !(task.overlapping > 0);
+    if (task.overlapping > 0) {
+      const others = task.overlapping === 1 ? `1 other ${task.category} overlaps` : `${task.overlapping} other ${task.category} objects overlap`;
+      note.textContent = `${others} this box: only the ${task.category} the box was drawn around counts; `
+        + `a point on another one is background.`;
+    }
+  }
+
+  // Nothing left for now: when others hold unfinished objects, ask again later (those of an
+  // inactive annotator come back to the pool).
   function finish() {
     $("labelling").hidden = true;
     $("done").hidden = false;
     document.body.dataset.pointKey = "";
     setState("done");
+    const s = session.summary;
+    const waiting = s ? s.held_by_others : 0;
+    $("done-detail").textContent = waiting
+      ? `${waiting} unfinished object(s) are held by other annotators; those of anyone inactive for `
+        + `${Math.round(s.claim_timeout_s / 60 * 10) / 10} min come back to the pool. This page checks again by itself.`
+      : "";
+    clearTimeout(session.recheck);
+    if (waiting) session.recheck = setTimeout(resync, s.recheck_ms);
   }
 
   // Replace the queue with the server's tasks (after a resync or an undo).
@@ -228,6 +280,7 @@
     const tasks = reply.tasks;
     if (!answeredSince.every((key, i) => i < tasks.length && tasks[i].key === key)) return;
     session.summary = reply;
+    $("who").textContent = reply.annotator;  // as first typed
     const onScreen = document.body.dataset.state === "ready" ? session.queue[0] : null;
     session.queue = tasks.slice(answeredSince.length);
     prefetch();
@@ -238,11 +291,15 @@
   // Fetch the annotator's state; retried every few seconds while the server is unreachable
   // (say, restarting), not when it refuses the request (a bad name, a missing token).
   async function resync() {
+    const epoch = session.epoch;
+    if (!session.annotator) return;
     try {
       const reply = await request("POST", "/api/state", { annotator: session.annotator });
+      if (epoch !== session.epoch) return;
       if (document.body.dataset.state === "error") say("reconnected");
       sync(reply);
     } catch (error) {
+      if (epoch !== session.epoch) return;
       setState("error");
       if (error.status >= 400 && error.status < 500) {
         say(`refused by the server: ${error.message}`);
@@ -313,6 +370,7 @@
 
   function onKey(event) {
     if (event.target instanceof HTMLInputElement || event.ctrlKey || event.metaKey || event.altKey) return;
+    if (session.instructing) return;  // Enter or Space on the focused button closes them
     const key = event.key.length === 1 ? event.key.toLowerCase() : event.key;
     if (key in ANSWER_KEYS) {
       event.preventDefault();
@@ -327,8 +385,54 @@
     session.annotator = name;
     $("who").textContent = name;
     $("login").hidden = true;
-    setState("loading");
+    $("switch-annotator").hidden = false;
+    session.instructing = !localStorage.getItem(INSTRUCTIONS_KEY);
+    if (session.instructing) showInstructions(); else setState("loading");
     resync();
+  }
+
+  function showInstructions() {
+    session.instructing = true;
+    $("labelling").hidden = true;
+    $("done").hidden = true;
+    $("instructions").hidden = false;
+    setState("instructions");
+    $("instructions-ok").focus();
+  }
+
+  function closeInstructions() {
+    localStorage.setItem(INSTRUCTIONS_KEY, "1");
+    session.instructing = false;
+    $("instructions").hidden = true;
+    $("instructions-ok").blur();
+    if (!session.annotator) return;
+    setState("loading");
+    if (session.summary) show();  // else the server's reply draws the first point
+  }
+
+  // Hand the page to another annotator: once this one's answers are saved, ask for a name.
+  async function switchAnnotator() {
+    $("switch-annotator").blur();
+    if (!session.annotator || session.busy) return;
+    session.busy = true;
+    await session.chain;
+    session.busy = false;
+    session.epoch += 1;
+    clearTimeout(session.recheck);
+    Object.assign(session, { annotator: null, queue: [], unacknowledged: [], failed: null, summary: null });
+    localStorage.removeItem(NAME_KEY);
+    const url = new URL(window.location.href);
+    url.searchParams.delete("annotator");
+    history.replaceState(null, "", url);
+    for (const id of ["labelling", "done", "instructions", "switch-annotator"]) $(id).hidden = true;
+    $("who").textContent = "";
+    $("counter").textContent = "";
+    say("");
+    document.body.dataset.pointKey = "";
+    $("name-input").value = "";
+    $("login").hidden = false;
+    setState("login");
+    $("name-input").focus();
   }
 
   function init() {
@@ -337,17 +441,20 @@
       button.addEventListener("click", (event) => { button.blur(); answer(button.dataset.label, event.timeStamp); });
     }
     $("undo").addEventListener("click", () => { $("undo").blur(); undo(); });
+    $("instructions-ok").addEventListener("click", closeInstructions);
+    $("show-instructions").addEventListener("click", () => { $("show-instructions").blur(); if (session.annotator) showInstructions(); });
+    $("switch-annotator").addEventListener("click", switchAnnotator);
     $("login-form").addEventListener("submit", (event) => {
       event.preventDefault();
       const name = $("name-input").value.trim();
       if (!name) return;
-      localStorage.setItem("pointsup-annotator", name);
+      localStorage.setItem(NAME_KEY, name);
       const url = new URL(window.location.href);
       url.searchParams.set("annotator", name);
       history.replaceState(null, "", url);
       start(name);
     });
-    const name = new URLSearchParams(window.location.search).get("annotator") || localStorage.getItem("pointsup-annotator");
+    const name = new URLSearchParams(window.location.search).get("annotator") || localStorage.getItem(NAME_KEY);
     if (name && name.trim()) {
       start(name.trim());
     } else {
