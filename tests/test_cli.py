@@ -11,13 +11,10 @@ from typing import Any
 import pytest
 
 from pointsup.cli import main
+from tests.conftest import golden_file
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared"
-GOLDEN = SHARED / "reference" / "golden"
-SIM_INPUT = GOLDEN / "sim_input_instances_train2017.json"
-SIM_REFERENCE = GOLDEN / "sim_points_n10_v1.json"
-
-pytestmark = pytest.mark.skipif(not SIM_INPUT.is_file(), reason=f"golden files not found under {GOLDEN}")
+SIM_INPUT = golden_file("sim_input_instances_train2017.json")  # vendored: always present
+SIM_REFERENCE = golden_file("sim_points_n10_v1.json")
 
 STATS_KEYS = {
     "images",
@@ -234,20 +231,34 @@ def test_simulate_invalid_coco_names_annotation(tmp_path: Path, capsys: pytest.C
 @pytest.mark.parametrize(
     "field, value",
     [
-        ("iscrowd", "no"), ("iscrowd", 2), ("iscrowd", None),
-        ("segmentation", [[2, 2, "12", 2, 12, 12]]), ("segmentation", [[2, 2, 12, 2, 12, True]]),
-        ("segmentation", [[2, 2, 12, 2, None, 12]]), ("segmentation", [[2, 2, 12, 2]]),
-        ("segmentation", {"size": [20, 20], "counts": [100, -5, 305]}), ("segmentation", {"size": [20, 0], "counts": "PP"}),
+        ("iscrowd", "no"),
+        ("iscrowd", 2),
+        ("iscrowd", None),
+        ("segmentation", [[2, 2, "12", 2, 12, 12]]),
+        ("segmentation", [[2, 2, 12, 2, 12, True]]),
+        ("segmentation", [[2, 2, 12, 2, None, 12]]),
+        ("segmentation", [[2, 2, 12, 2]]),
+        ("segmentation", {"size": [20, 20], "counts": [100, -5, 305]}),
+        ("segmentation", {"size": [20, 0], "counts": "PP"}),
     ],
     ids=["crowd-no", "crowd-2", "crowd-null", "poly-string", "poly-bool", "poly-null", "poly-short", "rle-negative", "rle-size"],
 )
-def test_simulate_ill_typed_field_names_file_annotation_and_field(tmp_path: Path, capsys: pytest.CaptureFixture[str],
-                                                                  field: str, value: Any) -> None:
+def test_simulate_ill_typed_field_names_file_annotation_and_field(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], field: str, value: Any
+) -> None:
     coco = {
         "images": [{"id": 1, "file_name": "a.png", "height": 20, "width": 20}],
         "categories": [{"id": 1, "name": "thing"}],
-        "annotations": [{"id": 31, "image_id": 1, "category_id": 1, "bbox": [2, 2, 10, 10], "iscrowd": 0,
-                         "segmentation": [[2, 2, 12, 2, 12, 12, 2, 12]]}],
+        "annotations": [
+            {
+                "id": 31,
+                "image_id": 1,
+                "category_id": 1,
+                "bbox": [2, 2, 10, 10],
+                "iscrowd": 0,
+                "segmentation": [[2, 2, 12, 2, 12, 12, 2, 12]],
+            }
+        ],
     }
     coco["annotations"][0][field] = value
     source = tmp_path / "typed.json"
@@ -280,7 +291,9 @@ def test_simulate_bad_options_rejected_by_argparse(tmp_path: Path, capsys: pytes
 
 
 def test_simulate_boundary_bias_not_in_detectron2_mode(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    status = main(["simulate", str(SIM_INPUT), "-o", str(tmp_path / "o.json"), "-q", "--compat", "detectron2", "--boundary-bias", "mild"])
+    status = main(
+        ["simulate", str(SIM_INPUT), "-o", str(tmp_path / "o.json"), "-q", "--compat", "detectron2", "--boundary-bias", "mild"]
+    )
     err = assert_error(capsys, status, "simulate", "boundary")
     assert "detectron2" in err or "reference" in err
     assert len(err.strip().splitlines()) == 1
@@ -288,7 +301,9 @@ def test_simulate_boundary_bias_not_in_detectron2_mode(tmp_path: Path, capsys: p
 
 
 def test_simulate_noise_sum_above_one(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    status = main(["simulate", str(SIM_INPUT), "-o", str(tmp_path / "o.json"), "-q", "--label-noise", "0.6", "--boundary-noise", "0.6"])
+    status = main(
+        ["simulate", str(SIM_INPUT), "-o", str(tmp_path / "o.json"), "-q", "--label-noise", "0.6", "--boundary-noise", "0.6"]
+    )
     err = assert_error(capsys, status, "simulate", "exceed")
     assert len(err.strip().splitlines()) == 1
 
@@ -365,8 +380,9 @@ def test_several_problems_are_one_line_that_counts_them(tmp_path: Path, capsys: 
     source = tmp_path / "huge_ids.json"
     source.write_text(json.dumps(coco))
     status = main(["simulate", str(source), "-o", str(tmp_path / "o.json"), "-q"])
-    err = assert_error(capsys, status, "simulate", str(source), "image #0: id must be a 64-bit integer", "beyond 64 bits",
-                       "(and 1 more problem)")
+    err = assert_error(
+        capsys, status, "simulate", str(source), "image #0: id must be a 64-bit integer", "beyond 64 bits", "(and 1 more problem)"
+    )
     assert len(err.strip().splitlines()) == 1
 
 

@@ -12,13 +12,13 @@ from pycocotools import mask as mask_utils
 
 from pointsup import visualize as vis
 from pointsup.points.format import PointFormatError, load_point_dataset
+from tests.conftest import DATASETS, require
 
 # pycocotools' decode triggers a NumPy 2 DeprecationWarning that is not ours to fix.
 pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")
 
 GREY = (128, 128, 128)
-REPO_ROOT = Path(__file__).resolve().parents[1]
-FRUITS = REPO_ROOT / ".." / "shared" / "datasets" / "fruits_nuts" / "data"
+FRUITS = DATASETS / "fruits_nuts" / "data"
 
 
 def _uncompressed_rle(mask: np.ndarray) -> dict:
@@ -55,14 +55,36 @@ def _make_dataset(root: Path) -> tuple[Path, Path]:
         ],
         "categories": [{"id": 1, "name": "cat"}, {"id": 7, "name": "dog"}],
         "annotations": [
-            {"id": 10, "image_id": 1, "category_id": 1, "bbox": [100, 100, 200, 200], "iscrowd": 0,
-             "segmentation": [[100, 100, 300, 100, 300, 300, 100, 300]],
-             "point_coords": [[200, 200], [50, 400]], "point_labels": [1, 0]},
-            {"id": 11, "image_id": 1, "category_id": 7, "bbox": [500, 100, 200, 200], "iscrowd": 0,
-             "segmentation": _uncompressed_rle(_rect_mask(600, 800, 500, 100, 700, 300)),
-             "point_coords": [[600, 200]], "point_labels": [1]},
-            {"id": 12, "image_id": 2, "category_id": 7, "bbox": [150, 50, 100, 100], "iscrowd": 0,
-             "segmentation": compressed, "point_coords": [[200, 100], [20, 180]], "point_labels": [1, 0]},
+            {
+                "id": 10,
+                "image_id": 1,
+                "category_id": 1,
+                "bbox": [100, 100, 200, 200],
+                "iscrowd": 0,
+                "segmentation": [[100, 100, 300, 100, 300, 300, 100, 300]],
+                "point_coords": [[200, 200], [50, 400]],
+                "point_labels": [1, 0],
+            },
+            {
+                "id": 11,
+                "image_id": 1,
+                "category_id": 7,
+                "bbox": [500, 100, 200, 200],
+                "iscrowd": 0,
+                "segmentation": _uncompressed_rle(_rect_mask(600, 800, 500, 100, 700, 300)),
+                "point_coords": [[600, 200]],
+                "point_labels": [1],
+            },
+            {
+                "id": 12,
+                "image_id": 2,
+                "category_id": 7,
+                "bbox": [150, 50, 100, 100],
+                "iscrowd": 0,
+                "segmentation": compressed,
+                "point_coords": [[200, 100], [20, 180]],
+                "point_labels": [1, 0],
+            },
         ],
     }
     path = root / "points.json"
@@ -196,9 +218,9 @@ def test_cli_show(dataset: tuple[Path, Path], tmp_path: Path) -> None:
 
 
 def test_real_dataset_fruits_nuts(tmp_path: Path) -> None:
-    if not (FRUITS / "trainval.json").is_file() or not (FRUITS / "images").is_dir():
-        pytest.skip("fruits_nuts dataset not available")
-    out = vis.show_annotations(FRUITS / "trainval.json", FRUITS / "images", tmp_path / "fruits.png", max_images=2)
+    out = vis.show_annotations(
+        require(FRUITS / "trainval.json"), require(FRUITS / "images"), tmp_path / "fruits.png", max_images=2
+    )
     with Image.open(out) as image:
         image.load()
         assert image.size[0] > 640 and image.mode == "RGB"

@@ -143,8 +143,7 @@ def test_errors_exit_2_through_pointsup_main(capsys: pytest.CaptureFixture[str])
     from pointsup.cli import build_parser, main
 
     commands = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
-    if "cost" not in commands.choices:
-        pytest.skip("`pointsup cost` is not wired into pointsup.cli yet")
+    assert "cost" in commands.choices
     assert main(["cost", "--images", "3"]) == 2
     assert "pointsup cost: error: --images and --instances go together" in capsys.readouterr().err
     assert main(["cost", "--preset", "coco2017-train"]) == 0

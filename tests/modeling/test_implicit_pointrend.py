@@ -11,13 +11,12 @@ import torch
 from pointsup.modeling.build import build_implicit_pointrend_mask_head
 from pointsup.modeling.mask_heads.convfc import ConvFCHead, FineFeatureSampler
 from pointsup.modeling.mask_heads.implicit_pointrend import ImplicitPointHead, ImplicitPointRendMaskHead
-from tests.conftest import GOLDEN, require
+from tests.conftest import golden_file
 from tests.modeling.head_golden import assert_fast_equals_straightforward, assert_golden_masks, golden_targets
 
 
 def load(name: str) -> dict:
-    require(GOLDEN / name)
-    return torch.load(GOLDEN / name, weights_only=False)
+    return torch.load(golden_file(name), weights_only=False)
 
 
 def small_head(supervision: str, num_classes: int = 3) -> ImplicitPointRendMaskHead:
@@ -39,8 +38,7 @@ def test_dynamic_point_head_matches_the_reference():
 
 
 def test_default_sizes_match_the_reference():
-    require(GOLDEN / "summary.json")
-    summary = json.loads((GOLDEN / "summary.json").read_text())
+    summary = json.loads(golden_file("summary.json").read_text())
     sizes, counts = summary["implicit_point_head_default_sizes"], summary["implicit_head_default_param_counts"]
     with torch.device("meta"):
         head = build_implicit_pointrend_mask_head(80, "points")

@@ -5,18 +5,22 @@ from __future__ import annotations
 import pytest
 import torch
 
-from pointsup.modeling.point_ops import (box_points_to_image, image_points_to_box, importance_sample_points,
-                                         most_uncertain_grid_points, point_sample, regular_grid_points,
-                                         sample_image_features)
+from pointsup.modeling.point_ops import (
+    box_points_to_image,
+    image_points_to_box,
+    importance_sample_points,
+    most_uncertain_grid_points,
+    point_sample,
+    regular_grid_points,
+    sample_image_features,
+)
 from pointsup.modeling.roi_targets import RoIMaskTargets
-from tests.conftest import GOLDEN, require
+from tests.conftest import golden_file
 
 
 @pytest.fixture(scope="module")
 def golden() -> dict:
-    path = GOLDEN / "point_features.pt"
-    require(path)
-    return torch.load(path, weights_only=False)
+    return torch.load(golden_file("point_features.pt"), weights_only=False)
 
 
 def test_regular_grid_is_bit_identical(golden):

@@ -9,11 +9,11 @@ from pointsup.modeling.mask_heads.maskrcnn import MaskRCNNConvUpsample, MaskRCNN
 from pointsup.modeling.poolers import AlignedMultiScaleRoIAlign
 from pointsup.modeling.roi_targets import RoIMaskTargets
 from pointsup.structures import InstanceTargets
-from tests.conftest import GOLDEN, require
+from tests.conftest import golden_file
 
 
 def _load(name: str) -> dict:
-    return torch.load(require(GOLDEN / name), weights_only=False)
+    return torch.load(golden_file(name), weights_only=False)
 
 
 def _roi_targets(golden: dict) -> RoIMaskTargets:

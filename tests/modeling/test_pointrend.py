@@ -12,14 +12,13 @@ from pointsup.modeling.mask_heads.convfc import ConvFCHead, FineFeatureSampler
 from pointsup.modeling.mask_heads.pointrend import PointRendMaskHead, StandardPointHead
 from pointsup.modeling.mask_heads.subdivision import initial_resolution
 from pointsup.modeling.point_ops import point_sample
-from tests.conftest import GOLDEN, require
+from tests.conftest import golden_file
 from tests.modeling.head_golden import assert_fast_equals_straightforward, assert_golden_masks, golden_targets
 
 
 @pytest.fixture(scope="module")
 def golden() -> dict:
-    require(GOLDEN / "pointrend_head_masksup.pt")
-    return torch.load(GOLDEN / "pointrend_head_masksup.pt", weights_only=False)
+    return torch.load(golden_file("pointrend_head_masksup.pt"), weights_only=False)
 
 
 def small_head(supervision: str) -> PointRendMaskHead:

@@ -22,7 +22,7 @@ from pointsup.points.simulate import (
     simulate_versions,
 )
 from pointsup.utils.atomic import encode_json
-from tests.conftest import DATASETS, GOLDEN, require
+from tests.conftest import DATASETS, golden_file, require
 
 
 def load(path):
@@ -42,8 +42,8 @@ def decoded_masks(coco: dict) -> dict:
 
 
 def test_compat_mode_reproduces_the_reference_file_exactly():
-    source = load(GOLDEN / "sim_input_instances_train2017.json")
-    expected = load(GOLDEN / "sim_points_n10_v1.json")
+    source = load(golden_file("sim_input_instances_train2017.json"))
+    expected = load(golden_file("sim_points_n10_v1.json"))
     result = as_json_lists(simulate(source, SimulationConfig(compat="detectron2")).coco)
     assert result == expected
     assert list(result) == list(expected)  # top-level key order: annotations last
@@ -53,8 +53,8 @@ def test_compat_mode_reproduces_the_reference_file_exactly():
 
 def test_compat_mode_first_draws_match_the_reference_raw_draws():
     torch = pytest.importorskip("torch")
-    raw = torch.load(require(GOLDEN / "sim_first_ann_raw.pt"), weights_only=False)
-    source = load(GOLDEN / "sim_input_instances_train2017.json")
+    raw = torch.load(golden_file("sim_first_ann_raw.pt"), weights_only=False)
+    source = load(golden_file("sim_input_instances_train2017.json"))
     first = simulate(source, SimulationConfig(compat="detectron2")).coco["annotations"][0]
     floored = [k for k in raw if "floor" in k or "coords" in k]
     assert floored, f"unexpected golden keys {list(raw)}"
@@ -63,8 +63,8 @@ def test_compat_mode_first_draws_match_the_reference_raw_draws():
 
 
 def test_compat_versions_continue_one_stream():
-    source = load(GOLDEN / "sim_input_instances_train2017.json")
-    expected = load(GOLDEN / "sim_points_n10_v1.json")
+    source = load(golden_file("sim_input_instances_train2017.json"))
+    expected = load(golden_file("sim_points_n10_v1.json"))
     versions = [as_json_lists(r.coco) for r in simulate_versions(source, SimulationConfig(compat="detectron2"), versions=2)]
     assert versions[0] == expected
     assert versions[1]["annotations"][0]["point_coords"] != versions[0]["annotations"][0]["point_coords"]
@@ -77,7 +77,7 @@ def test_compat_versions_continue_one_stream():
 
 
 def test_compat_mode_does_not_modify_its_input():
-    source = load(GOLDEN / "sim_input_instances_train2017.json")
+    source = load(golden_file("sim_input_instances_train2017.json"))
     before = copy.deepcopy(source)
     simulate(source, SimulationConfig(compat="detectron2"))
     assert source == before
