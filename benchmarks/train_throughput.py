@@ -1,20 +1,22 @@
 """Training throughput (images per second) and peak memory of a recipe, with and without mixed precision.
 
 Usage: python benchmarks/train_throughput.py [--config RECIPE] [--device cpu|cuda|auto]
-           [--precisions fp32 amp] [--iterations 50] [--warmup 5] [--batch 2] [--workers 2]
+           [--precisions fp32 amp] [--iterations 50] [--warmup 5] [--block 5] [--batch 2] [--workers 2]
            [--coco TRAIN_JSON:IMAGES | --image-size 800 --images 16] [--json FILE] [KEY=VALUE ...]
 
 Trains ``--iterations`` timed iterations of the recipe (default: the COCO recipe
-mask_rcnn_R_50_FPN_1x_points, R50-FPN, at its test size: short side 800, long side at
-most 1333) after ``--warmup`` untimed ones, through the trainer's own step (forward under autocast
+mask_rcnn_R_50_FPN_1x_points, R50-FPN) after ``--warmup`` untimed ones, through the trainer's own step (forward under autocast
 when AMP is on, scaled backward, optimiser and LR step) and its data loader (``--workers``
 processes decoding and augmenting while the model computes). Each precision trains its own model
-from the same seed; fp32 is the baseline the others are compared with, in the same run.
+from the same seed; fp32 is the baseline the others are compared with, in the same run. The
+precisions take turns in blocks of ``--block`` timed iterations, so that a change in machine
+load affects each alike; all their models stay in memory meanwhile.
 
 * ``fp32``: float32 everywhere (TF32 as PyTorch's defaults leave it: off for matmuls, on for
   cuDNN convolutions).
-* ``amp``: CUDA mixed precision, float16 autocast with a gradient scaler (``solver.amp: true``).
-  On a CPU the trainer does not autocast, so ``amp`` is refused there.
+* ``amp``: mixed precision as the trainer runs it: on CUDA float16 autocast with a gradient
+  scaler (``solver.amp``), on the CPU bfloat16 autocast (``solver.amp_cpu``; fast on CPUs with
+  AVX-512 BF16 or AMX).
 
 Data: ``--coco TRAIN_JSON:IMAGES``, a COCO file with masks (P10 points are simulated from them,
 seed 0), e.g. ../shared/datasets/coco_mini; else a synthetic dataset of ``--images`` square images
@@ -24,7 +26,8 @@ weights (``model.backbone_weights`` is cleared: no network needed; speed does no
 Prints one row per precision: seconds per iteration (median of per-iteration times, and the
 mean over the timed block), images per second (from the block's wall time), peak memory (CUDA:
 ``torch.cuda.max_memory_allocated``; CPU: the process's peak resident set, a whole-process upper
-bound) and the speed-up over fp32. ``--json FILE`` also writes the rows as JSON.
+bound; on CUDA the other precisions' models, gradients and optimiser states are resident too)
+and the speed-up over fp32. ``--json FILE`` also writes the rows as JSON.
 """
 
 from __future__ import annotations
@@ -89,58 +92,83 @@ def synchronize(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def measure(args: argparse.Namespace, precision: str, train_json: Path, images: Path, scratch: Path) -> dict:
-    """Train warm-up and timed iterations with ``precision``; returns the row."""
-    device = resolve_device(args.device)
-    overrides = [
-        "seed=0",
-        f"device={device}",
-        "supervision=points",
-        "model.backbone_weights=",
-        "model.weights=",
-        f"data.train_json={train_json}",
-        f"data.train_images={images}",
-        "data.val_json=",
-        f"data.num_workers={args.workers}",
-        f"solver.ims_per_batch={args.batch}",
-        f"solver.amp={str(precision == 'amp').lower()}",
-        f"solver.max_iter={args.warmup + args.iterations}",
-        *args.overrides,
-    ]
-    try:
-        config = load_config(args.config, overrides)
-    except ConfigError as error:
-        fail(f"--config {args.config}: {error.one_line()}")
-    trainer = Trainer(config, scratch / precision, DistributedContext(0, 1, 0, device), resume=False)
-    loader = build_train_loader(trainer.train_set, train_transforms(config), args.batch, args.workers, seed=0)
-    trainer.ddp_model.train()
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(device)
+class Runner:
+    """One precision's trainer and data stream."""
 
-    def iteration() -> float:
+    def __init__(self, args: argparse.Namespace, precision: str, train_json: Path, images: Path, scratch: Path):
+        self.precision = precision
+        self.device = resolve_device(args.device)
+        overrides = [
+            "seed=0",
+            f"device={self.device}",
+            "supervision=points",
+            "model.backbone_weights=",
+            "model.weights=",
+            f"data.train_json={train_json}",
+            f"data.train_images={images}",
+            "data.val_json=",
+            f"data.num_workers={args.workers}",
+            f"solver.ims_per_batch={args.batch}",
+            f"solver.amp={str(precision == 'amp').lower()}",
+            f"solver.amp_cpu={str(precision == 'amp').lower()}",
+            f"solver.max_iter={args.warmup + args.iterations}",
+            *args.overrides,
+        ]
+        try:
+            config = load_config(args.config, overrides)
+        except ConfigError as error:
+            fail(f"--config {args.config}: {error.one_line()}")
+        self.trainer = Trainer(config, scratch / precision, DistributedContext(0, 1, 0, self.device), resume=False)
+        self.loader = build_train_loader(self.trainer.train_set, train_transforms(config), args.batch, args.workers, seed=0)
+        self.trainer.ddp_model.train()
+        self.times: list[float] = []
+        self.peak_mb = 0.0
+
+    def iteration(self) -> float:
         started = time.perf_counter()
-        loss, _ = trainer.step(next(loader))
-        trainer.backward_and_step(loss)
-        synchronize(device)  # per-iteration times need the GPU's work finished
+        loss, _ = self.trainer.step(next(self.loader))
+        self.trainer.backward_and_step(loss)
+        synchronize(self.device)  # per-iteration times need the GPU's work finished
         return time.perf_counter() - started
 
-    for _ in range(args.warmup):
-        iteration()
-    started = time.perf_counter()
-    times = [iteration() for _ in range(args.iterations)]
-    elapsed = time.perf_counter() - started
-    return {
-        "precision": precision,
-        "device": str(device),
-        "config": str(args.config),
-        "batch": args.batch,
-        "iterations": args.iterations,
-        "median_s_per_iter": statistics.median(times),
-        "mean_s_per_iter": elapsed / args.iterations,
-        "images_per_s": args.iterations * args.batch / elapsed,
-        "peak_memory_mb": peak_memory_mb(device),
-        "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
-    }
+    def block(self, count: int, timed: bool) -> None:
+        """``count`` iterations; their times and the block's peak memory are kept when ``timed``."""
+        if self.device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(self.device)
+        times = [self.iteration() for _ in range(count)]
+        if timed:
+            self.times.extend(times)
+            self.peak_mb = max(self.peak_mb, peak_memory_mb(self.device))
+
+    def row(self, args: argparse.Namespace) -> dict:
+        total = sum(self.times)
+        return {
+            "precision": self.precision,
+            "device": str(self.device),
+            "config": str(args.config),
+            "batch": args.batch,
+            "iterations": len(self.times),
+            "median_s_per_iter": statistics.median(self.times),
+            "mean_s_per_iter": total / len(self.times),
+            "images_per_s": len(self.times) * args.batch / total,
+            "peak_memory_mb": self.peak_mb,
+            "device_name": torch.cuda.get_device_name(self.device) if self.device.type == "cuda" else "cpu",
+        }
+
+
+def measure(args: argparse.Namespace, train_json: Path, images: Path, scratch: Path) -> list[dict]:
+    """Warm every precision up, then time them in alternating blocks of ``--block`` iterations, so
+    that a change of machine load (other processes, clocks) affects each alike."""
+    runners = [Runner(args, precision, train_json, images, scratch) for precision in args.precisions]
+    for runner in runners:
+        runner.block(args.warmup, timed=False)
+    remaining = args.iterations
+    while remaining > 0:
+        count = min(args.block, remaining)
+        for runner in runners:
+            runner.block(count, timed=True)
+        remaining -= count
+    return [runner.row(args) for runner in runners]
 
 
 def table(rows: list[dict]) -> str:
@@ -162,6 +190,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--precisions", nargs="+", choices=PRECISIONS, default=list(PRECISIONS))
     parser.add_argument("--iterations", type=int, default=50)
     parser.add_argument("--warmup", type=int, default=5)
+    parser.add_argument("--block", type=int, default=5, help="timed iterations per precision before switching (default 5)")
     parser.add_argument("--batch", type=int, default=2)
     parser.add_argument("--workers", type=int, default=2, help="data loader processes (default 2)")
     parser.add_argument("--coco", default=None, metavar="TRAIN_JSON:IMAGES", help="real COCO training data (with masks)")
@@ -172,18 +201,18 @@ def main(argv: list[str] | None = None) -> int:
     args.overrides = overrides
     if bad := [o for o in overrides if "=" not in o]:
         fail(f"unrecognised argument {bad[0]!r}")
-    if args.iterations < 1 or args.warmup < 0 or args.batch < 1:
-        fail("--iterations and --batch must be >= 1, --warmup >= 0")
+    if args.iterations < 1 or args.warmup < 0 or args.batch < 1 or args.block < 1:
+        fail("--iterations, --batch and --block must be >= 1, --warmup >= 0")
     try:
         device = resolve_device(args.device)
     except DeviceError as error:
         fail(f"--device: {error.one_line()}")
-    if "amp" in args.precisions and device.type != "cuda":
-        fail(f"--precisions amp needs CUDA (the trainer autocasts on CUDA only); device is {device}")
+    if "amp" in args.precisions and device.type not in ("cuda", "cpu"):
+        fail(f"--precisions amp: the trainer autocasts on CUDA and the CPU only, not on {device}")
     with tempfile.TemporaryDirectory() as scratch_name:
         scratch = Path(scratch_name)
         train_json, images = training_data(args, scratch)
-        rows = [measure(args, precision, train_json, images, scratch) for precision in args.precisions]
+        rows = measure(args, train_json, images, scratch)
     print(
         f"{args.config} on {rows[0]['device_name']}, batch {args.batch}, {args.iterations} timed iterations "
         f"after {args.warmup} warm-up, {args.workers} loader workers"

@@ -198,8 +198,11 @@ class SolverConfig:
     keep_checkpoints: int = 3
     clip_gradients: bool = False
     clip_max_norm: float = 1.0
-    #: Mixed precision; only takes effect on CUDA.
+    #: Mixed precision on CUDA: float16 autocast with a gradient scaler.
     amp: bool = True
+    #: Mixed precision on the CPU as well: bfloat16 autocast (no scaler needed). Off by default:
+    #: docs/results_pretrained.md has its speed and accuracy against float32.
+    amp_cpu: bool = False
 
 
 @dataclass

@@ -33,7 +33,7 @@ from pointsup.engine.builders import (
     test_transforms,
     train_transforms,
 )
-from pointsup.engine.config import Config, ConfigError, dump_config
+from pointsup.engine.config import Config, ConfigError, SolverConfig, dump_config
 from pointsup.engine.distributed import DistributedContext, all_gather_object, init_distributed, reduce_dict
 from pointsup.engine.inference import evaluate
 from pointsup.engine.metrics import MetricsWriter, SmoothedValues
@@ -76,6 +76,16 @@ def seed_everything(seed: int, rank: int) -> None:
     random.seed(seed + rank)
     np.random.seed((seed + rank) % 2**32)
     torch.manual_seed(seed + rank)
+
+
+def mixed_precision_dtype(solver: SolverConfig, device: torch.device) -> torch.dtype | None:
+    """The autocast type of training on ``device``: float16 on CUDA with ``solver.amp`` (the
+    caller scales the loss), bfloat16 on the CPU with ``solver.amp_cpu``; None: float32 throughout."""
+    if device.type == "cuda" and solver.amp:
+        return torch.float16
+    if device.type == "cpu" and solver.amp_cpu:
+        return torch.bfloat16
+    return None
 
 
 def _batch_size_per_process(config: Config, context: DistributedContext) -> int:
@@ -142,8 +152,8 @@ class Trainer:
             self.model, config.solver.base_lr, config.solver.momentum, config.solver.weight_decay, config.solver.weight_decay_norm
         )
         self.scheduler = WarmupMultiStepLR.from_config(self.optimizer, config.solver)
-        self.use_amp = config.solver.amp and self.device.type == "cuda"
-        self.scaler = torch.amp.GradScaler("cuda", enabled=self.use_amp) if self.use_amp else None
+        self.amp_dtype = mixed_precision_dtype(config.solver, self.device)
+        self.scaler = torch.amp.GradScaler("cuda") if self.amp_dtype == torch.float16 else None
         self.start_iter = 0
         if resume_from is not None:
             # a checkpoint holds rank 0's RNG states: exact for one process; with several, each
@@ -208,7 +218,9 @@ class Trainer:
 
     def step(self, batch: list) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """One optimisation step; returns the total loss and the outputs (losses and metrics)."""
-        with torch.autocast(device_type=self.device.type, dtype=torch.float16, enabled=self.use_amp):
+        with torch.autocast(
+            device_type=self.device.type, dtype=self.amp_dtype or torch.float32, enabled=self.amp_dtype is not None
+        ):
             outputs = self.ddp_model(batch)
             loss = total_loss(outputs)
         return loss, outputs

@@ -16,8 +16,8 @@ import torch
 from pointsup.cli import main as cli_main
 from pointsup.data.synthetic import generate_synthetic_dataset
 from pointsup.engine.config import load_config
-from pointsup.engine.distributed import launch
-from pointsup.engine.trainer import TrainingDiverged, train, train_main
+from pointsup.engine.distributed import DistributedContext, launch
+from pointsup.engine.trainer import Trainer, TrainingDiverged, mixed_precision_dtype, train, train_main
 from pointsup.points.format import read_coco_json
 from pointsup.points.simulate import SimulationConfig, simulate
 from pointsup.utils.atomic import write_json_atomic
@@ -27,15 +27,33 @@ CPU_CONFIG = REPO_ROOT / "configs" / "cpu" / "synthetic_R18_points.yaml"
 
 #: A model small enough for a CPU test: a few hundred ms per iteration.
 TINY = [
-    "seed=3", "device=cpu", "log_period=1",
-    "model.backbone=resnet18", "model.box_head=2fc", "model.norm=gn", "model.fpn_norm=gn", "model.trainable_backbone_layers=5",
-    "model.fpn_channels=32", "model.mask_head_conv_dim=16", "model.mask_head_norm=gn",
-    "model.anchor_sizes=[8,16,32,64,128]", "model.rpn_pre_nms_top_n_train=200", "model.rpn_post_nms_top_n_train=100",
-    "model.rpn_pre_nms_top_n_test=100", "model.rpn_post_nms_top_n_test=50", "model.roi_batch_size_per_image=32",
+    "seed=3",
+    "device=cpu",
+    "log_period=1",
+    "model.backbone=resnet18",
+    "model.box_head=2fc",
+    "model.norm=gn",
+    "model.fpn_norm=gn",
+    "model.trainable_backbone_layers=5",
+    "model.fpn_channels=32",
+    "model.mask_head_conv_dim=16",
+    "model.mask_head_norm=gn",
+    "model.anchor_sizes=[8,16,32,64,128]",
+    "model.rpn_pre_nms_top_n_train=200",
+    "model.rpn_post_nms_top_n_train=100",
+    "model.rpn_pre_nms_top_n_test=100",
+    "model.rpn_post_nms_top_n_test=50",
+    "model.roi_batch_size_per_image=32",
     "model.detections_per_image=20",
-    "data.min_size_train=[96,112]", "data.max_size_train=160", "data.min_size_test=128", "data.max_size_test=160",
+    "data.min_size_train=[96,112]",
+    "data.max_size_train=160",
+    "data.min_size_test=128",
+    "data.max_size_test=160",
     "data.num_workers=0",
-    "solver.ims_per_batch=2", "solver.base_lr=0.01", "solver.warmup_iters=2", "solver.steps=[]",
+    "solver.ims_per_batch=2",
+    "solver.base_lr=0.01",
+    "solver.warmup_iters=2",
+    "solver.steps=[]",
     "solver.clip_gradients=true",
 ]
 
@@ -46,14 +64,25 @@ def data(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     dataset = generate_synthetic_dataset(root, num_images=8, image_size=128, val_fraction=0.25, show_progress=False)
     points = simulate(read_coco_json(dataset.train_json), SimulationConfig(num_points=10), source=str(dataset.train_json))
     write_json_atomic(root / "train_p10.json", points.coco)
-    return {"train_json": str(root / "train_p10.json"), "train_masks": str(dataset.train_json),
-            "val_json": str(dataset.val_json), "images": str(dataset.image_dir)}
+    return {
+        "train_json": str(root / "train_p10.json"),
+        "train_masks": str(dataset.train_json),
+        "val_json": str(dataset.val_json),
+        "images": str(dataset.image_dir),
+    }
 
 
 def overrides(data: dict[str, str], *extra: str, supervision: str = "points") -> list[str]:
     train_json = data["train_json"] if supervision == "points" else data["train_masks"]
-    return [*TINY, f"supervision={supervision}", f"data.train_json={train_json}", f"data.train_images={data['images']}",
-            f"data.val_json={data['val_json']}", f"data.val_images={data['images']}", *extra]
+    return [
+        *TINY,
+        f"supervision={supervision}",
+        f"data.train_json={train_json}",
+        f"data.train_images={data['images']}",
+        f"data.val_json={data['val_json']}",
+        f"data.val_images={data['images']}",
+        *extra,
+    ]
 
 
 def final_weights(output: Path) -> dict[str, torch.Tensor]:
@@ -86,9 +115,13 @@ def test_killed_training_resumes_exactly(data, tmp_path):
 
     interrupted = tmp_path / "interrupted"
     env = {**os.environ, "POINTSUP_NO_PROGRESS": "1"}
-    process = subprocess.Popen([sys.executable, "-m", "pointsup", "train", str(CPU_CONFIG),
-                                *settings, "--output", str(interrupted)], cwd=REPO_ROOT, env=env,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "pointsup", "train", str(CPU_CONFIG), *settings, "--output", str(interrupted)],
+        cwd=REPO_ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     deadline = time.monotonic() + 300
     while not (interrupted / "model_0000002.pth").exists():
         assert process.poll() is None, process.stderr.read().decode()
@@ -109,8 +142,15 @@ def test_killed_training_resumes_exactly(data, tmp_path):
 
 
 def test_diverging_loss_stops_with_iteration_and_checkpoint(data, tmp_path):
-    settings = overrides(data, "solver.max_iter=30", "solver.checkpoint_period=1", "solver.base_lr=100000.0",
-                         "solver.warmup_iters=0", "solver.clip_gradients=false", "data.val_json=null")
+    settings = overrides(
+        data,
+        "solver.max_iter=30",
+        "solver.checkpoint_period=1",
+        "solver.base_lr=100000.0",
+        "solver.warmup_iters=0",
+        "solver.clip_gradients=false",
+        "data.val_json=null",
+    )
     with pytest.raises(TrainingDiverged, match=r"non-finite loss at iteration \d+.*last good checkpoint is .*model_\d{7}\.pth"):
         train(load_config(CPU_CONFIG, settings), tmp_path)
     assert not (tmp_path / "model_final.pth").exists()
@@ -136,14 +176,42 @@ def test_eval_and_predict_commands(data, tmp_path, capsys):
     train(load_config(CPU_CONFIG, overrides(data, "solver.max_iter=2", "data.val_json=null")), run)
     config = tmp_path / "config.yaml"
     config.write_text((run / "config.yaml").read_text())
-    assert cli_main(["eval", str(config), f"data.val_json={data['val_json']}", f"data.val_images={data['images']}",
-                     "--weights", str(run / "model_final.pth"), "--output", str(tmp_path / "eval")]) == 0
+    assert (
+        cli_main(
+            [
+                "eval",
+                str(config),
+                f"data.val_json={data['val_json']}",
+                f"data.val_images={data['images']}",
+                "--weights",
+                str(run / "model_final.pth"),
+                "--output",
+                str(tmp_path / "eval"),
+            ]
+        )
+        == 0
+    )
     assert "segm" in capsys.readouterr().out
     assert json.loads((tmp_path / "eval" / "metrics.json").read_text())["segm"]["AP"] >= 0.0
 
     images = sorted(Path(data["images"]).glob("*.png"))[:2]
-    assert cli_main(["predict", *map(str, images), "--weights", str(run / "model_final.pth"), "-o", str(tmp_path / "pred"),
-                     "--score-threshold", "0.0", "--device", "cpu"]) == 0
+    assert (
+        cli_main(
+            [
+                "predict",
+                *map(str, images),
+                "--weights",
+                str(run / "model_final.pth"),
+                "-o",
+                str(tmp_path / "pred"),
+                "--score-threshold",
+                "0.0",
+                "--device",
+                "cpu",
+            ]
+        )
+        == 0
+    )
     predictions = json.loads((tmp_path / "pred" / "predictions.json").read_text())
     assert [image["file_name"] for image in predictions["images"]] == [str(p) for p in images]
     assert all({"bbox", "score", "category_id", "segmentation"} <= set(a) for a in predictions["annotations"])
@@ -179,9 +247,15 @@ def test_missing_image_is_named(data, tmp_path, capsys):
     coco["images"][0]["file_name"] = "does_not_exist.png"
     broken = tmp_path / "broken.json"
     write_json_atomic(broken, coco)
-    status = cli_main(["train", str(CPU_CONFIG),
-                       *overrides(data, "solver.max_iter=2", f"data.train_json={broken}", "data.val_json=null"),
-                       "--output", str(tmp_path / "run")])
+    status = cli_main(
+        [
+            "train",
+            str(CPU_CONFIG),
+            *overrides(data, "solver.max_iter=2", f"data.train_json={broken}", "data.val_json=null"),
+            "--output",
+            str(tmp_path / "run"),
+        ]
+    )
     assert status == 2
     assert "does_not_exist.png" in capsys.readouterr().err
 
@@ -196,8 +270,15 @@ def test_a_corrupt_image_stops_training_before_the_first_iteration(data, tmp_pat
     victim = coco["images"][-1]["file_name"]
     (images / victim).unlink()
     (images / victim).write_bytes(b"not an image at all")
-    status = cli_main(["train", str(CPU_CONFIG), *overrides(data, "solver.max_iter=2", f"data.train_images={images}",
-                                                            f"data.val_images={images}"), "--output", str(tmp_path / "run")])
+    status = cli_main(
+        [
+            "train",
+            str(CPU_CONFIG),
+            *overrides(data, "solver.max_iter=2", f"data.train_images={images}", f"data.val_images={images}"),
+            "--output",
+            str(tmp_path / "run"),
+        ]
+    )
     assert status == 2
     err = capsys.readouterr().err
     assert victim in err and "not a readable image" in err and "Traceback" not in err
@@ -213,10 +294,24 @@ def test_a_pretrained_lite0_model_predicts_where_its_weights_package_is_absent(d
 
     lite0 = REPO_ROOT / "configs" / "cpu" / "synthetic_lite0_points.yaml"
     run = tmp_path / "run"
-    result = train(load_config(lite0, [*overrides(data, "solver.max_iter=1", "data.val_json=null"), "model.backbone=efficientnet_lite0",
-                                       "model.norm=frozen_bn", "model.trainable_backbone_layers=3", "model.backbone_weights=imagenet"]), run)
-    monkeypatch.setitem(VARIANTS, "efficientnet_lite0",
-                        dataclasses.replace(VARIANTS["efficientnet_lite0"], weights_package="efficientnet-lite0-absent-package"))
+    result = train(
+        load_config(
+            lite0,
+            [
+                *overrides(data, "solver.max_iter=1", "data.val_json=null"),
+                "model.backbone=efficientnet_lite0",
+                "model.norm=frozen_bn",
+                "model.trainable_backbone_layers=3",
+                "model.backbone_weights=imagenet",
+            ],
+        ),
+        run,
+    )
+    monkeypatch.setitem(
+        VARIANTS,
+        "efficientnet_lite0",
+        dataclasses.replace(VARIANTS["efficientnet_lite0"], weights_package="efficientnet-lite0-absent-package"),
+    )
     trained = load_trained_model(result.final_checkpoint, "cpu")
     assert trained.model.pixel_mean.flatten().tolist() == [127.5] * 3
     image = sorted(Path(data["images"]).glob("*.png"))[0]
@@ -228,8 +323,37 @@ def test_a_pretrained_lite0_model_predicts_where_its_weights_package_is_absent(d
 def test_unreadable_backbone_weights_are_one_line_and_status_2(data, tmp_path, capsys, backbone):
     bad = tmp_path / "weights.pth"
     bad.write_bytes(b"\x80\x02 not a checkpoint" * 10)
-    status = cli_main(["train", str(CPU_CONFIG), *overrides(data, f"model.backbone={backbone}", f"model.backbone_weights={bad}"),
-                       "--output", str(tmp_path / "run")])
+    status = cli_main(
+        [
+            "train",
+            str(CPU_CONFIG),
+            *overrides(data, f"model.backbone={backbone}", f"model.backbone_weights={bad}"),
+            "--output",
+            str(tmp_path / "run"),
+        ]
+    )
     error = capsys.readouterr().err.strip()
     assert status == 2 and len(error.splitlines()) == 1
     assert str(bad) in error and backbone in error
+
+
+def test_bfloat16_autocast_on_the_cpu_trains(data, tmp_path):
+    """solver.amp_cpu: the model computes in bfloat16 (the box head's output is bfloat16 during
+    training), the weights stay float32 and finite, and no gradient scaler is saved."""
+    config = load_config(CPU_CONFIG, overrides(data, "solver.amp_cpu=true", "solver.max_iter=2", "data.val_json="))
+    assert mixed_precision_dtype(config.solver, torch.device("cpu")) == torch.bfloat16
+    trainer = Trainer(config, tmp_path, DistributedContext(0, 1, 0, torch.device("cpu")), resume=False)
+    seen = []
+    trainer.model.roi_heads.box_head.register_forward_hook(lambda module, inputs, output: seen.append(output.dtype))
+    trainer.run()
+    assert seen and all(dtype == torch.bfloat16 for dtype in seen)
+    checkpoint = torch.load(tmp_path / "model_final.pth", map_location="cpu", weights_only=False)
+    assert not checkpoint.get("scaler")
+    weights = [t for t in checkpoint["model"].values() if t.is_floating_point()]
+    assert all(t.dtype == torch.float32 and torch.isfinite(t).all() for t in weights)
+
+
+def test_mixed_precision_is_off_on_the_cpu_by_default():
+    solver = load_config(CPU_CONFIG).solver
+    assert mixed_precision_dtype(solver, torch.device("cpu")) is None
+    assert mixed_precision_dtype(solver, torch.device("cuda")) == torch.float16

@@ -93,6 +93,10 @@ def match_locations(locations: Locations, boxes: Tensor, center_sampling_radius:
     return torch.where(torch.isfinite(best_cost), best, torch.full_like(best, -1))
 
 
+#: Initial output of the box regression (side distances in strides) at every location.
+REGRESSION_BIAS_INIT = 1.0
+
+
 class CondInstHead(FCOSHead):
     """FCOS's classification and box towers plus CondInst's controller on the box tower.
 
@@ -109,6 +113,11 @@ class CondInstHead(FCOSHead):
         nn.init.normal_(self.controller.weight, std=0.01)
         assert self.controller.bias is not None
         nn.init.zeros_(self.controller.bias)
+        # Side distances pass through a ReLU: started at zero bias, a location whose four outputs
+        # are not all positive predicts a degenerate box whose GIoU loss (1.0) sends no gradient
+        # through the ReLU. With pretrained features most locations start that way, and some seeds
+        # never detect anything. Boxes one stride wide on every side at the start keep each side alive.
+        nn.init.constant_(self.regression_head.bbox_reg.bias, REGRESSION_BIAS_INIT)
 
     def forward(self, features: list[Tensor]) -> dict[str, Tensor]:
         """Per-location outputs over all levels, each (B, L, ·): ``cls_logits`` (C),
