@@ -15,10 +15,20 @@ objects of its category overlap its box (``overlapping``): the page then insists
   annotator already holds (no GET changes the session);
 * ``POST /api/state`` ``{"annotator"}`` -> state, claiming objects for the annotator as needed
   (the page sends this when it opens and whenever it resynchronises);
-* ``POST /api/answer`` ``{"annotator", "position", "point_index", "label", "response_ms"}``
-  with ``label`` one of ``object``, ``background``, ``unsure`` -> state; 409 with the state
-  when the point is not the annotator's current one (a stale or repeated request).
+* ``POST /api/answer`` ``{"annotator", "position", "point_index", "label", "response_ms",
+  "answer_id"}`` with ``label`` one of ``object``, ``background``, ``unsure`` -> state; 409 with
+  the state when the point is not the annotator's current one (a stale request). ``answer_id``
+  (made by the page, :data:`ANSWER_ID_PATTERN`) makes the request idempotent: sent again (the
+  reply was lost in an outage), it is recognised, stored once and answered with the state.
 * ``POST /api/undo`` ``{"annotator"}`` -> state plus ``undone``: the withdrawn point or null.
+* ``POST /api/gold`` ``{"annotator", "gold_index", "label", "response_ms"}`` -> state: the
+  answer to a gold question (tasks with ``gold``, see :mod:`pointsup.annotator.gold`); sent
+  again, it is stored once. 409 when that gold question is not due.
+* ``GET  /api/review?annotator=NAME[&position=P]`` -> ``{"objects", "object"}``: the positions
+  of the objects the annotator answered (the latest first) and one of them (by default the
+  latest) with their answers (``points``: index, x, y, label code); read-only.
+* ``POST /api/relabel`` ``{"annotator", "position", "point_index", "label"}`` -> ``{"object"}``:
+  changes the label of one of the annotator's answers (review); 404 when there is none.
 """
 
 from __future__ import annotations
@@ -27,7 +37,16 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 
-from pointsup.annotator.store import LABEL_CODES, AnnotationStore, AnswerConflict, PointTask, check_annotator_name
+from pointsup.annotator.gold import GoldQuestion
+from pointsup.annotator.store import (
+    LABEL_CODES,
+    AnnotationStore,
+    AnswerConflict,
+    GoldAnswer,
+    PointTask,
+    annotator_key,
+    check_annotator_name,
+)
 
 #: points sent with each state: the current one and the upcoming ones to prefetch
 LOOKAHEAD = 6
@@ -39,7 +58,11 @@ MAX_INDEX = 2**53
 RECHECK_SHARE = 0.25
 RECHECK_MIN_MS, RECHECK_MAX_MS = 250, 15_000
 
+#: what a client-made answer id looks like
+ANSWER_ID_PATTERN = r"^[A-Za-z0-9_-]{8,64}$"
+
 AnnotatorName = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
+AnswerId = Annotated[str, msgspec.Meta(pattern=ANSWER_ID_PATTERN)]
 
 
 class ApiError(Exception):
@@ -58,6 +81,7 @@ class AnswerRequest(msgspec.Struct, forbid_unknown_fields=True):
     point_index: Annotated[int, msgspec.Meta(ge=0, le=MAX_INDEX)]
     label: Literal["object", "background", "unsure"]
     response_ms: Annotated[float, msgspec.Meta(ge=0.0, le=MAX_RESPONSE_MS)] | None = None
+    answer_id: AnswerId | None = None
 
 
 class UndoRequest(msgspec.Struct, forbid_unknown_fields=True):
@@ -66,6 +90,20 @@ class UndoRequest(msgspec.Struct, forbid_unknown_fields=True):
 
 class StateRequest(msgspec.Struct, forbid_unknown_fields=True):
     annotator: AnnotatorName
+
+
+class GoldRequest(msgspec.Struct, forbid_unknown_fields=True):
+    annotator: AnnotatorName
+    gold_index: Annotated[int, msgspec.Meta(ge=0, le=MAX_INDEX)]
+    label: Literal["object", "background", "unsure"]
+    response_ms: Annotated[float, msgspec.Meta(ge=0.0, le=MAX_RESPONSE_MS)] | None = None
+
+
+class RelabelRequest(msgspec.Struct, forbid_unknown_fields=True):
+    annotator: AnnotatorName
+    position: Annotated[int, msgspec.Meta(ge=0, le=MAX_INDEX)]
+    point_index: Annotated[int, msgspec.Meta(ge=0, le=MAX_INDEX)]
+    label: Literal["object", "background", "unsure"]
 
 
 def decode_request(body: bytes, kind: type[msgspec.Struct]) -> Any:
@@ -106,6 +144,27 @@ def task_json(store: AnnotationStore, task: PointTask) -> dict[str, Any]:
     }
 
 
+def gold_json(store: AnnotationStore, question: GoldQuestion) -> dict[str, Any]:
+    """A gold question as a task: drawn like any point; the right answer (``truth``) is sent
+    only in the training round, where the page gives feedback."""
+    task = task_json(store, store.point_task(question.position, question.point_index))
+    task.update(key=f"g:{question.index}", gold=question.index, training=question.training)
+    if question.training:
+        task["truth"] = question.truth
+    return task
+
+
+def with_gold_questions(
+    store: AnnotationStore, annotator: str, tasks: list[dict[str, Any]], answered: int
+) -> list[dict[str, Any]]:
+    """``tasks`` with the annotator's gold questions put in their places (none without a
+    plan, or when nothing is left to label), at most :data:`LOOKAHEAD` in all."""
+    if store.gold is None or not tasks:
+        return tasks
+    order = store.gold.sequence(annotator_key(annotator), answered, store.gold_count(annotator), len(tasks))
+    return [tasks[item] if isinstance(item, int) else gold_json(store, item) for item in order[:LOOKAHEAD]]
+
+
 def recheck_ms(store: AnnotationStore) -> int:
     """How long a page with nothing to label waits before asking for work again."""
     wanted = RECHECK_SHARE * store.claim_timeout_s * 1000.0
@@ -119,7 +178,7 @@ def state(store: AnnotationStore, annotator: str, *, claim: bool = True) -> dict
     points, finished = store.annotator_counts(annotator)
     return {
         "annotator": store.display_name(annotator),
-        "tasks": [task_json(store, t) for t in tasks],
+        "tasks": with_gold_questions(store, annotator, [task_json(store, t) for t in tasks], points),
         "num_points": store.settings.num_points,
         "objects_total": store.settings.num_objects,
         "points_answered": points,
@@ -133,10 +192,74 @@ def state(store: AnnotationStore, annotator: str, *, claim: bool = True) -> dict
 def answer(store: AnnotationStore, request: AnswerRequest) -> dict[str, Any]:
     name = annotator_name(request.annotator)
     try:
-        store.record_answer(name, request.position, request.point_index, LABEL_CODES[request.label], request.response_ms)
+        store.record_answer(
+            name, request.position, request.point_index, LABEL_CODES[request.label], request.response_ms, request.answer_id
+        )
     except AnswerConflict as exc:
         raise ApiError(409, str(exc), state=state(store, name)) from None
     return state(store, name)
+
+
+def gold_answer(store: AnnotationStore, request: GoldRequest) -> dict[str, Any]:
+    """Store the answer to a gold question: the annotator's next one, when it is due (one
+    answered before is acknowledged again, not stored twice)."""
+    name = annotator_name(request.annotator)
+    if store.gold is None:
+        raise ApiError(404, "this session asks no gold questions")
+    answered = store.gold_count(name)
+    if request.gold_index < answered:
+        return state(store, name)
+    points, _ = store.annotator_counts(name)
+    if request.gold_index > answered or answered >= store.gold.due_before(points):
+        raise ApiError(409, f"gold question {request.gold_index} is not due", state=state(store, name))
+    question = store.gold.question(annotator_key(name), request.gold_index)
+    store.record_gold(
+        name,
+        GoldAnswer(
+            question.index,
+            question.position,
+            question.point_index,
+            LABEL_CODES[request.label],
+            question.truth,
+            question.training,
+            request.response_ms,
+        ),
+    )
+    return state(store, name)
+
+
+def review_object(store: AnnotationStore, annotator: str, position: int) -> dict[str, Any]:
+    """The object at ``position`` with the annotator's answers on it (``points``)."""
+    answers = store.own_answers(annotator, position)
+    if not answers:
+        raise ApiError(404, f"{annotator!r} has no answers on object {position}")
+    first = store.point_task(position, 0)
+    obj = task_json(store, first)
+    del obj["x"], obj["y"], obj["point_index"]
+    obj["key"] = f"review:{position}"
+    obj["points"] = [
+        {"index": index, "x": task.x, "y": task.y, "label": label}
+        for index, label in sorted(answers.items())
+        for task in [store.point_task(position, index)]
+    ]
+    return obj
+
+
+def review(store: AnnotationStore, annotator: str, position: int | None) -> dict[str, Any]:
+    """The objects the annotator answered (the latest first) and one of them."""
+    objects = store.reviewable_objects(annotator)
+    if position is None:
+        position = objects[0] if objects else None
+    elif position not in objects:
+        raise ApiError(404, f"{annotator!r} has no answers on object {position}")
+    return {"objects": objects, "object": None if position is None else review_object(store, annotator, position)}
+
+
+def relabel(store: AnnotationStore, request: RelabelRequest) -> dict[str, Any]:
+    name = annotator_name(request.annotator)
+    if store.relabel(name, request.position, request.point_index, LABEL_CODES[request.label]) is None:
+        raise ApiError(404, f"{name!r} has no answer on point {request.point_index} of object {request.position}")
+    return {"object": review_object(store, name, request.position)}
 
 
 def claim_state(store: AnnotationStore, request: StateRequest) -> dict[str, Any]:

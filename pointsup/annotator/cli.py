@@ -1,6 +1,7 @@
 """Argument parsing for ``pointsup annotate`` (kept light: no server imports at parse time).
 
-* ``pointsup annotate serve DATASET.json --images DIR``: start the labelling server;
+* ``pointsup annotate serve DATASET.json --images DIR [--gold SHARE]``: start the labelling
+  server (with gold questions when asked);
 * ``pointsup annotate export --db FILE -o OUT.json``: write the answers as a point file;
 * ``pointsup annotate progress --db FILE``: print the progress report;
 * ``pointsup annotate release --db FILE [--annotator NAME]``: give the unfinished objects an
@@ -57,6 +58,14 @@ def _run_serve(args: argparse.Namespace) -> None:
         raise
     except ValueError as exc:  # invalid settings
         raise CommandError(str(exc)) from None
+    if args.gold is not None:
+        from pointsup.annotator.gold import GoldError, GoldPlan
+
+        try:
+            store.gold = GoldPlan.for_store(store, args.gold, args.training)
+        except GoldError as exc:
+            store.close()
+            raise CommandError(f"{args.dataset}: {exc}") from None
     try:
         server = AnnotationServer(
             store, args.images, host=args.host, port=args.port, token=token, log=None if args.quiet else log_to_stderr
@@ -189,6 +198,21 @@ def add_annotate_parser(commands: argparse._SubParsersAction) -> None:
         "--use-points",
         action="store_true",
         help="label the point_coords the file already carries instead of drawing new points (same number on every object)",
+    )
+    serve.add_argument(
+        "--gold",
+        type=cli_types.positive_float,
+        default=None,
+        metavar="SHARE",
+        help="check annotators with gold questions (points whose mask value is known; needs masks): a training round "
+        "with feedback, then SHARE of the points (e.g. 0.05)",
+    )
+    serve.add_argument(
+        "--training",
+        type=cli_types.non_negative_int,
+        default=6,
+        metavar="N",
+        help="gold questions in the training round, with --gold (default %(default)s)",
     )
     serve.add_argument(
         "--db", type=Path, default=None, metavar="FILE", help="session database (default: DATASET's name with .points.db)"

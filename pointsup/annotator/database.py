@@ -12,13 +12,20 @@ process leaves the last committed state. The tables:
   the mask values at them (JSON, NULL without a mask), and how many annotators hold it;
 * ``assignments``: which annotator holds which object and how many of its points they answered;
 * ``answers``: every answer ever given; an undo sets ``undone_at``. A partial unique index
-  allows one answer in force per annotator and point;
+  allows one answer in force per annotator and point. ``client_id`` is the id the page gave the
+  answer (unique per annotator): a request sent again after an outage is recognised and not
+  stored twice;
+* ``relabels``: every change of an answer's label made in review (the answer keeps its row and
+  takes the new label; the old one is kept here);
+* ``gold_answers``: answers to gold questions (points whose mask value is known), apart from
+  the answers proper: they never reach the export or the hand-out;
 * ``annotators``: each annotator's key (the name normalised: case-insensitive, see
   :func:`pointsup.annotator.store.annotator_key`), which ``assignments`` and ``answers`` store,
   and the name as it was first typed, which the pages show.
 
-Version 1 databases (no ``annotators`` table, names stored as typed) are upgraded in place when
-they are opened (:func:`upgrade`), in one transaction.
+Older databases are upgraded in place when they are opened (:func:`upgrade`), in one
+transaction: version 1 had no ``annotators`` table (names stored as typed), version 2 had no
+``client_id``, ``relabels`` or ``gold_answers``.
 """
 
 from __future__ import annotations
@@ -35,7 +42,7 @@ from pointsup.annotator.tasks import LabellingObject, export_template, labelling
 from pointsup.errors import PointsupError
 from pointsup.utils.atomic import encode_json
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 #: ``meta.points_source``: points drawn as ``pointsup simulate`` draws them, or the file's own
 POINTS_SAMPLED, POINTS_GIVEN = "sampled", "given"
 
@@ -70,13 +77,36 @@ CREATE TABLE answers (
     label INTEGER NOT NULL CHECK (label IN (-1, 0, 1)),
     response_ms REAL,
     answered_at REAL NOT NULL,
-    undone_at REAL
+    undone_at REAL,
+    client_id TEXT
 );
 CREATE UNIQUE INDEX answers_live ON answers(annotator, position, point_index) WHERE undone_at IS NULL;
 CREATE INDEX answers_by_annotator ON answers(annotator, id);
 """
 _ANNOTATORS_TABLE = "CREATE TABLE annotators (key TEXT PRIMARY KEY, name TEXT NOT NULL, first_seen REAL NOT NULL) WITHOUT ROWID"
-_SCHEMA += _ANNOTATORS_TABLE
+#: what version 3 added (each statement may run on a database that already has it)
+_VERSION_3 = """
+CREATE UNIQUE INDEX IF NOT EXISTS answers_by_client_id ON answers(annotator, client_id) WHERE client_id IS NOT NULL;
+CREATE TABLE IF NOT EXISTS relabels (
+    answer INTEGER NOT NULL REFERENCES answers(id),
+    old_label INTEGER NOT NULL,
+    new_label INTEGER NOT NULL,
+    relabelled_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS gold_answers (
+    annotator TEXT NOT NULL,
+    gold_index INTEGER NOT NULL,
+    position INTEGER NOT NULL REFERENCES objects(position),
+    point_index INTEGER NOT NULL,
+    label INTEGER NOT NULL CHECK (label IN (-1, 0, 1)),
+    truth INTEGER NOT NULL CHECK (truth IN (0, 1)),
+    training INTEGER NOT NULL,
+    response_ms REAL,
+    answered_at REAL NOT NULL,
+    PRIMARY KEY (annotator, gold_index)
+) WITHOUT ROWID
+"""
+_SCHEMA += _ANNOTATORS_TABLE + ";" + _VERSION_3
 
 
 class StoreError(PointsupError):
@@ -114,31 +144,49 @@ def check_folder_writable(path: Path) -> None:
 
 
 def upgrade(connection: sqlite3.Connection, key_of: Callable[[str], str]) -> None:
-    """Bring a version 1 session to the current version, in one transaction: add the
-    ``annotators`` table and store each name as its key (``key_of``), keeping the name as typed
-    for display. When two old names share a key ("Kim" and "kim"), the first one seen takes it
-    and the other keeps its rows unchanged (its answers still count in exports)."""
+    """Bring an older session to the current version, in one transaction (see the module
+    docstring); does nothing to a current one."""
     connection.execute("BEGIN IMMEDIATE")
     try:
-        connection.execute(_ANNOTATORS_TABLE)
-        first_seen: dict[str, float] = {}
-        for name, at in connection.execute(
-            "SELECT annotator, MIN(t) FROM (SELECT annotator, answered_at AS t FROM answers "
-            "UNION ALL SELECT annotator, assigned_at FROM assignments) GROUP BY annotator ORDER BY MIN(t)"
-        ).fetchall():
-            key = key_of(name)
-            if key in first_seen:
-                key = name  # a clash: left as it was
-            elif key != name:
-                connection.execute("UPDATE answers SET annotator = ? WHERE annotator = ?", (key, name))
-                connection.execute("UPDATE assignments SET annotator = ? WHERE annotator = ?", (key, name))
-            first_seen[key] = at
-            connection.execute("INSERT OR IGNORE INTO annotators (key, name, first_seen) VALUES (?, ?, ?)", (key, name, at))
+        version = int(connection.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()[0])
+        if version < 2:
+            _upgrade_to_2(connection, key_of)
+        if version < 3:
+            _upgrade_to_3(connection)
         connection.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(SCHEMA_VERSION),))
         connection.execute("COMMIT")
     finally:
         if connection.in_transaction:
             connection.execute("ROLLBACK")
+
+
+def _upgrade_to_3(connection: sqlite3.Connection) -> None:
+    """Add ``answers.client_id``, ``relabels`` and ``gold_answers``."""
+    columns = {row[1] for row in connection.execute("PRAGMA table_info(answers)")}
+    if "client_id" not in columns:
+        connection.execute("ALTER TABLE answers ADD COLUMN client_id TEXT")
+    for statement in _VERSION_3.split(";"):
+        connection.execute(statement)
+
+
+def _upgrade_to_2(connection: sqlite3.Connection, key_of: Callable[[str], str]) -> None:
+    """Add the ``annotators`` table and store each name as its key (``key_of``), keeping the
+    name as typed for display. When two old names share a key ("Kim" and "kim"), the first one
+    seen takes it and the other keeps its rows unchanged (its answers still count in exports)."""
+    connection.execute(_ANNOTATORS_TABLE)
+    first_seen: dict[str, float] = {}
+    for name, at in connection.execute(
+        "SELECT annotator, MIN(t) FROM (SELECT annotator, answered_at AS t FROM answers "
+        "UNION ALL SELECT annotator, assigned_at FROM assignments) GROUP BY annotator ORDER BY MIN(t)"
+    ).fetchall():
+        key = key_of(name)
+        if key in first_seen:
+            key = name  # a clash: left as it was
+        elif key != name:
+            connection.execute("UPDATE answers SET annotator = ? WHERE annotator = ?", (key, name))
+            connection.execute("UPDATE assignments SET annotator = ? WHERE annotator = ?", (key, name))
+        first_seen[key] = at
+        connection.execute("INSERT OR IGNORE INTO annotators (key, name, first_seen) VALUES (?, ?, ?)", (key, name, at))
 
 
 def create_database(

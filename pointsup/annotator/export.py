@@ -13,8 +13,10 @@ Which points go in:
   may carry fewer than ``N`` points;
 * by default only *finished* images are written: images whose every non-crowd object was
   answered to the last point by at least one annotator. An image with an unlabelled object
-  would teach a detector that the object is background. ``partial=True`` writes every image
-  with the points answered so far;
+  would teach a detector that the object is background. ``partial=True`` writes the points
+  answered so far, but only of objects with at least one labelled point (object or
+  background), and the images holding such an object (with their crowd regions); when most
+  objects have none, :meth:`ExportSummary.describe` warns;
 * ``annotator=NAME`` uses that annotator's answers alone (names are case-insensitive). An
   object they finished after someone else started it keeps only their points.
 * objects that an inactive annotator left unfinished go back to the pool and are continued by
@@ -25,7 +27,7 @@ from __future__ import annotations
 
 import os
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +46,14 @@ class ExportSummary:
     unsure_left_out: int
     ties_left_out: int
     unfinished_images_left_out: int
+    #: a partial export: objects without a labelled point (left out) and all objects
+    unlabelled_objects_left_out: int = 0
+    objects_total: int = 0
+
+    @property
+    def mostly_unlabelled(self) -> bool:
+        """Whether most objects were left out for want of a labelled point (partial export)."""
+        return 2 * self.unlabelled_objects_left_out > self.objects_total
 
     def describe(self) -> str:
         text = (
@@ -51,7 +61,14 @@ class ExportSummary:
             f"({self.unsure_left_out} unsure and {self.ties_left_out} tied points left out)"
         )
         if self.unfinished_images_left_out:
-            text += f"; {self.unfinished_images_left_out} unfinished images left out (--partial keeps them)"
+            text += f"; {self.unfinished_images_left_out} unfinished images left out (--partial keeps their answered objects)"
+        if self.unlabelled_objects_left_out:
+            text += f"; {self.unlabelled_objects_left_out} objects without a labelled point left out"
+        if self.mostly_unlabelled:
+            text += (
+                f"\nwarning: {self.unlabelled_objects_left_out} of {self.objects_total} objects have no labelled point yet; "
+                "a detector trained on this file never sees them"
+            )
         return text
 
 
@@ -75,7 +92,22 @@ def vote_labels(answers: list[tuple[int, int, int]]) -> dict[tuple[int, int], in
 def export_points(
     store: AnnotationStore, output: str | os.PathLike[str], *, partial: bool = False, annotator: str | None = None
 ) -> ExportSummary:
-    """Write the session's answers as a point annotation file (rules in the module docstring).
+    """Write the session's answers as a point annotation file (rules in the module docstring),
+    atomically.
+
+    Raises:
+        ValueError: ``annotator`` gave no answer in this session.
+    """
+    document, summary = build_export(store, partial=partial, annotator=annotator)
+    save_point_dataset(validate_coco(document, str(output)), output)
+    return replace(summary, path=Path(output))
+
+
+def build_export(
+    store: AnnotationStore, *, partial: bool = False, annotator: str | None = None
+) -> tuple[dict[str, Any], ExportSummary]:
+    """The point file as a COCO dict and its summary (whose ``path`` is empty), without writing
+    anything (the progress page offers it as a download).
 
     Raises:
         ValueError: ``annotator`` gave no answer in this session.
@@ -88,10 +120,16 @@ def export_points(
     n = store.settings.num_points
     finished = {position for name, position, answered in store.assignments() if answered == n and (key is None or name == key)}
     objects = {o.annotation_id: o for o in store.objects()}
+    labelled = {(position, index) for (position, index), label in labels.items() if label in (0, 1)}
+    with_points = {position for position, _ in labelled}
 
-    unfinished_images = {o.image_id for o in objects.values() if o.position not in finished}
     coco = store.export_template()
-    kept_images = [image for image in coco["images"] if partial or image["id"] not in unfinished_images]
+    if partial:  # images holding an object with a labelled point
+        answered_images = {o.image_id for o in objects.values() if o.position in with_points}
+        kept_images = [image for image in coco["images"] if image["id"] in answered_images]
+    else:  # images without an unfinished object
+        unfinished = {o.image_id for o in objects.values() if o.position not in finished}
+        kept_images = [image for image in coco["images"] if image["id"] not in unfinished]
     kept_ids = {image["id"] for image in kept_images}
     annotations: list[dict[str, Any]] = []
     unsure = ties = points = 0
@@ -100,6 +138,8 @@ def export_points(
             continue
         obj = objects.get(ann["id"]) if not ann.get("iscrowd", 0) else None
         if obj is not None:
+            if partial and obj.position not in with_points:
+                continue
             coords, point_labels = [], []
             for index, (x, y) in enumerate(obj.points.tolist()):
                 label = labels.get((obj.position, index))
@@ -112,13 +152,15 @@ def export_points(
             points += len(coords)
         annotations.append(ann)
     document = {**coco, "images": kept_images, "annotations": annotations}
-    save_point_dataset(validate_coco(document, str(output)), output)
-    return ExportSummary(
-        path=Path(output),
+    summary = ExportSummary(
+        path=Path(),
         images=len(kept_images),
         objects=sum(1 for a in annotations if "point_coords" in a),
         points=points,
         unsure_left_out=unsure,
         ties_left_out=ties,
-        unfinished_images_left_out=len(coco["images"]) - len(kept_images),
+        unfinished_images_left_out=0 if partial else len(coco["images"]) - len(kept_images),
+        unlabelled_objects_left_out=len(objects) - len(with_points) if partial else 0,
+        objects_total=len(objects),
     )
+    return document, summary

@@ -7,6 +7,8 @@
   equal to the mask value at the point; the paper measured 90 % against COCO's polygons.
 * Agreement between annotators (with overlap): the share of agreeing pairs of answers on the
   same point.
+* Gold questions (``serve --gold``): per annotator, right answers in the training round and
+  accuracy on the later gold questions (an *unsure* answer counts as not right).
 """
 
 from __future__ import annotations
@@ -57,6 +59,15 @@ class AnnotatorProgress:
     timing: TimingSummary
     mask_agreement: float | None
     mask_compared: int
+    #: gold questions: training round ``(right, asked)`` and later checks ``(right, asked)``
+    gold_training: tuple[int, int] = (0, 0)
+    gold_checks: tuple[int, int] = (0, 0)
+
+    @property
+    def gold_accuracy(self) -> float | None:
+        """The share of right answers to the gold questions after the training round."""
+        right, asked = self.gold_checks
+        return right / asked if asked else None
 
 
 @dataclass(frozen=True)
@@ -77,6 +88,8 @@ class ProgressReport:
     annotator_agreement: float | None
     annotator_pairs: int
     annotators: tuple[AnnotatorProgress, ...]
+    #: whether any gold question was answered
+    has_gold: bool = False
 
     def to_dict(self) -> dict:
         return {**asdict(self), "histogram_edges_s": list(HISTOGRAM_EDGES_S)}
@@ -103,11 +116,12 @@ class ProgressReport:
         header = (
             f"{'annotator':<20} {'points':>7} {'unsure':>7} {'objects':>8} {'median s':>9} {'p10 s':>6} {'p90 s':>6} {'masks':>7}"
         )
-        lines += ["", header]
+        lines += ["", header + (f" {'gold':>15}" if self.has_gold else "")]
         for a in self.annotators:
+            gold = f" {_percent(a.gold_accuracy):>7} of {a.gold_checks[1]:<4}" if self.has_gold else ""
             lines.append(
                 f"{a.name[:20]:<20} {a.points:>7} {a.unsure:>7} {a.objects_finished:>8} {_seconds(a.timing.median_s):>9} "
-                f"{_seconds(a.timing.p10_s):>6} {_seconds(a.timing.p90_s):>6} {_percent(a.mask_agreement):>7}"
+                f"{_seconds(a.timing.p10_s):>6} {_seconds(a.timing.p90_s):>6} {_percent(a.mask_agreement):>7}{gold}"
             )
         return "\n".join(lines)
 
@@ -159,9 +173,15 @@ def compute_progress(store: AnnotationStore) -> ProgressReport:
     for a in answers:
         by_annotator[a.annotator].append(a)
 
+    gold: dict[str, list[int]] = defaultdict(lambda: [0, 0, 0, 0])  # training right, asked; checks right, asked
+    for name, g in store.gold_answers():
+        counts = gold[name]
+        offset = 0 if g.training else 2
+        counts[offset] += g.label == g.truth
+        counts[offset + 1] += 1
     annotators = []
     shown = store.display_names()
-    for name in sorted(held.keys() | by_annotator.keys(), key=lambda key: shown.get(key, key)):
+    for name in sorted(held.keys() | by_annotator.keys() | gold.keys(), key=lambda key: shown.get(key, key)):
         own = by_annotator.get(name, [])
         agreement, compared = _mask_agreement(own, mask_values)
         annotators.append(
@@ -174,6 +194,8 @@ def compute_progress(store: AnnotationStore) -> ProgressReport:
                 timing=TimingSummary.of([a.response_ms for a in own if a.response_ms is not None]),
                 mask_agreement=agreement,
                 mask_compared=compared,
+                gold_training=(gold[name][0], gold[name][1]) if name in gold else (0, 0),
+                gold_checks=(gold[name][2], gold[name][3]) if name in gold else (0, 0),
             )
         )
     agreement, compared = _mask_agreement(answers, mask_values)
@@ -192,4 +214,5 @@ def compute_progress(store: AnnotationStore) -> ProgressReport:
         annotator_agreement=pair_agreement,
         annotator_pairs=pairs,
         annotators=tuple(annotators),
+        has_gold=bool(gold),
     )

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from html import escape
 
+from pointsup.annotator.export import ExportSummary
 from pointsup.annotator.progress import HISTOGRAM_EDGES_S, AnnotatorProgress, ProgressReport, TimingSummary
 
 _BAR_WIDTH, _CHART_HEIGHT, _LABEL_HEIGHT = 30, 80, 16
@@ -58,7 +59,7 @@ def _progress_bar(done: int, total: int) -> str:
     )
 
 
-def _annotator_row(a: AnnotatorProgress, has_masks: bool) -> str:
+def _annotator_row(a: AnnotatorProgress, has_masks: bool, has_gold: bool) -> str:
     cells = [
         escape(a.name),
         str(a.points),
@@ -69,12 +70,37 @@ def _annotator_row(a: AnnotatorProgress, has_masks: bool) -> str:
     ]
     if has_masks:
         cells.append(f"{_percent(a.mask_agreement)} <small>({a.mask_compared})</small>")
+    if has_gold:
+        right, asked = a.gold_training
+        cells.append(f"{_percent(a.gold_accuracy)} <small>of {a.gold_checks[1]}; training {right} / {asked} right</small>")
     cells.append(histogram_svg(a.timing, f"seconds per point of {a.name}"))
     return "<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>"
 
 
-def render_progress_page(report: ProgressReport) -> str:
-    """The whole page (UTF-8 HTML text)."""
+def _export_section(export: ExportSummary | None, partial: ExportSummary | None) -> str:
+    """Download links of the point file (nothing when the summaries are not given)."""
+    if export is None or partial is None:
+        return ""
+    parts = [
+        "<h2>Export</h2><p>",
+        f'<a href="/export.json" download>finished images</a> <small>({export.images} images, {export.objects} objects, '
+        f"{export.points} points)</small> · ",
+        f'<a href="/export.json?partial=1" download>partial</a> <small>(objects with at least one labelled point: '
+        f"{partial.objects} of {partial.objects_total}, {partial.images} images)</small></p>",
+    ]
+    if partial.mostly_unlabelled:
+        parts.append(
+            f'<p class="warning">{partial.unlabelled_objects_left_out} of {partial.objects_total} objects have no labelled '
+            "point yet: the partial export leaves them out, and a model trained on it never sees them.</p>"
+        )
+    return "".join(parts)
+
+
+def render_progress_page(
+    report: ProgressReport, export: ExportSummary | None = None, partial: ExportSummary | None = None
+) -> str:
+    """The whole page (UTF-8 HTML text); with the summaries of the default and the partial
+    export, links to download them."""
     summary = [
         f"<p><b>{report.objects_done}</b> of {report.objects_total} objects done "
         f"({report.objects_started} started); {report.num_points} points per object"
@@ -98,8 +124,10 @@ def render_progress_page(report: ProgressReport) -> str:
     headers = ["annotator", "points", "unsure", "objects finished / held", "median", "10–90 %"]
     if report.has_masks:
         headers.append("agreement with masks")
+    if report.has_gold:
+        headers.append("gold questions right")
     headers.append("seconds per point")
-    rows = "".join(_annotator_row(a, report.has_masks) for a in report.annotators)
+    rows = "".join(_annotator_row(a, report.has_masks, report.has_gold) for a in report.annotators)
     table = (
         "<table><thead><tr>"
         + "".join(f"<th>{h}</th>" for h in headers)
@@ -114,5 +142,6 @@ def render_progress_page(report: ProgressReport) -> str:
         '<body class="progress-page"><main><h1>Labelling progress</h1>'
         + "".join(summary)
         + table
+        + _export_section(export, partial)
         + '<p class="links"><a href="/">labelling page</a> · <a href="/api/progress">JSON</a></p></main></body></html>'
     )

@@ -5,6 +5,10 @@
 * ``annotator_labelling.png``: the labelling page, both views (the object with its box and
   context, the close-up at the point) after a few answers given with the keyboard (0.6 to
   1.2 s apart);
+* ``annotator_review.png``: review (R): the points of the object answered last, drawn over it
+  in the colours of their answers (a click changes one);
+* ``annotator_phone.png``: the labelling page on a phone held upright (390 x 844 CSS pixels):
+  the views one above the other, the buttons on screen;
 * ``annotator_progress.png``: the progress page of the same session, where two scripted
   annotators ("bob", "carol") have also answered: mask values with 8 % of the labels
   flipped, response times drawn from a log-normal distribution around 0.9 s (the paper's
@@ -30,6 +34,9 @@ from pointsup.annotator.store import AnnotationStore, open_session
 from pointsup.data.synthetic import generate_synthetic_dataset
 
 VIEWPORT = {"width": 1060, "height": 660}
+PHONE = {"width": 390, "height": 844}
+#: the files written, in order
+NAMES = ("annotator_labelling.png", "annotator_review.png", "annotator_phone.png", "annotator_progress.png")
 #: answers given in the browser before the labelling page is captured
 BROWSER_ANSWERS = 4
 
@@ -79,21 +86,40 @@ def make_screenshots(output_dir: str | Path, browser: Any | None = None) -> list
         store, _ = open_session(Path(tmp) / "session.db", data.train_json)
         try:
             with serving_in_background(AnnotationServer(store, data.image_dir)) as server:
-                page = browser.new_page(viewport=VIEWPORT)
-                _label_in_browser(page, server.url() + "?annotator=alice", store)
-                rng = np.random.default_rng(1)
-                for name in ("bob", "carol"):
-                    _scripted_annotator(store, name, num_objects=4, rng=rng)
-                raw = Path(tmp) / "raw.png"
-                page.screenshot(path=str(raw))
-                _save_small_png(raw, output_dir / "annotator_labelling.png")
-                page.goto(server.url("/progress"))
-                page.screenshot(path=str(raw), full_page=True)
-                _save_small_png(raw, output_dir / "annotator_progress.png")
-                page.close()
+                _capture(browser, server, store, Path(tmp), output_dir)
         finally:
             store.close()
-    return [output_dir / "annotator_labelling.png", output_dir / "annotator_progress.png"]
+    return [output_dir / name for name in NAMES]
+
+
+def _capture(browser: Any, server: AnnotationServer, store: AnnotationStore, tmp: Path, output_dir: Path) -> None:
+    """Label a few points, then capture the labelling page, review, a phone and the progress page."""
+    raw = tmp / "raw.png"
+    page = browser.new_page(viewport=VIEWPORT)
+    _label_in_browser(page, server.url() + "?annotator=alice", store)
+    rng = np.random.default_rng(1)
+    for name in ("bob", "carol"):
+        _scripted_annotator(store, name, num_objects=4, rng=rng)
+    page.screenshot(path=str(raw))
+    _save_small_png(raw, output_dir / NAMES[0])
+    page.keyboard.press("r")
+    page.wait_for_selector("body[data-state=review]")
+    page.screenshot(path=str(raw))
+    _save_small_png(raw, output_dir / NAMES[1])
+    page.keyboard.press("r")
+    page.wait_for_selector("body[data-state=ready]")
+    phone_context = browser.new_context(viewport=PHONE, is_mobile=True, has_touch=True)
+    phone_context.add_init_script("localStorage.setItem('pointsup-instructions-read', '1')")
+    phone = phone_context.new_page()
+    phone.goto(server.url() + "?annotator=dan")
+    phone.wait_for_selector("body[data-state=ready]")
+    phone.screenshot(path=str(raw))
+    _save_small_png(raw, output_dir / NAMES[2])
+    phone_context.close()
+    page.goto(server.url("/progress"))
+    page.screenshot(path=str(raw), full_page=True)
+    _save_small_png(raw, output_dir / NAMES[3])
+    page.close()
 
 
 def _label_in_browser(page: Any, url: str, store: AnnotationStore) -> None:

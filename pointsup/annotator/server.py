@@ -1,8 +1,9 @@
 """The labelling web server: standard-library HTTP, one SQLite session behind it.
 
 Routes: ``/`` (the labelling page), ``/progress`` (the progress page), ``/static/*`` (a fixed
-list of the tool's own files), ``/image/ID`` (the image of a dataset image id), and the JSON
-API of :mod:`pointsup.annotator.api`.
+list of the tool's own files), ``/image/ID`` (the image of a dataset image id),
+``/export.json`` (the point file as a download, built from the session without writing
+anything), and the JSON API of :mod:`pointsup.annotator.api`.
 
 Security:
 
@@ -48,10 +49,12 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 import msgspec
 
 from pointsup.annotator import api
+from pointsup.annotator.export import build_export
 from pointsup.annotator.images import browser_image_bytes
 from pointsup.annotator.progress import compute_progress
 from pointsup.annotator.progress_page import render_progress_page
 from pointsup.annotator.store import AnnotationStore
+from pointsup.points.format import validate_coco
 
 MAX_BODY_BYTES = 16 * 1024
 IMAGE_TYPES = {
@@ -264,8 +267,12 @@ class _Handler(BaseHTTPRequestHandler):
             body, content_type = self.server.static[url.path]
             self._send(200, body, content_type, {"Cache-Control": "no-cache"})
         elif url.path == "/progress":
-            report = compute_progress(self.server.store)
-            self._send(200, render_progress_page(report).encode(), "text/html; charset=utf-8", {"Cache-Control": "no-store"})
+            store = self.server.store
+            report = compute_progress(store)
+            _, export = build_export(store)
+            _, partial = build_export(store, partial=True)
+            page = render_progress_page(report, export, partial)
+            self._send(200, page.encode(), "text/html; charset=utf-8", {"Cache-Control": "no-store"})
         elif url.path == "/api/progress":
             self._send_json(200, compute_progress(self.server.store).to_dict())
         elif url.path == "/api/state":
@@ -273,11 +280,35 @@ class _Handler(BaseHTTPRequestHandler):
             if not names or len(names) != 1:
                 raise api.ApiError(400, "give one annotator: /api/state?annotator=NAME")
             self._send_json(200, api.state(self.server.store, api.annotator_name(names[0]), claim=False))
+        elif url.path == "/api/review":
+            names, positions = query.get("annotator"), query.get("position", [])
+            if not names or len(names) != 1 or len(positions) > 1 or not all(p.isdigit() and len(p) < 16 for p in positions):
+                raise api.ApiError(400, "give one annotator and at most one position: /api/review?annotator=NAME&position=P")
+            position = int(positions[0]) if positions else None
+            self._send_json(200, api.review(self.server.store, api.annotator_name(names[0]), position))
+        elif url.path == "/export.json":
+            self._send_export(query)
         elif match := _IMAGE_PATH.fullmatch(url.path):
             path, content_type = self.server.resolve_image(int(match.group(1)))
             self._send(200, browser_image_bytes(path), content_type, {"Cache-Control": "private, max-age=86400"})
         else:
             raise api.ApiError(404, "not found")
+
+    def _send_export(self, query: dict[str, list[str]]) -> None:
+        """The point file as a download (``?partial=1``: the partial export; ``?annotator=NAME``:
+        one annotator's answers). Reads the session only."""
+        partial = query.get("partial", ["0"]) == ["1"]
+        names = query.get("annotator")
+        annotator = api.annotator_name(names[0]) if names else None
+        try:
+            document, _ = build_export(self.server.store, partial=partial, annotator=annotator)
+        except ValueError as exc:
+            raise api.ApiError(404, str(exc)) from None
+        stem = Path(self.server.store.settings.dataset_path).stem
+        name = f"{stem}.points{'.partial' if partial else ''}.json"
+        disposition = f'attachment; filename="{re.sub(r"[^A-Za-z0-9._-]", "_", name)}"'
+        body = msgspec.json.encode(validate_coco(document, name).to_coco())  # what `annotate export` writes
+        self._send(200, body, "application/json", {"Cache-Control": "no-store", "Content-Disposition": disposition})
 
     def _redirect_without_token(self, path: str, query: dict[str, list[str]]) -> None:
         rest = urlencode([(k, v) for k, values in query.items() if k != "token" for v in values])
@@ -291,6 +322,8 @@ class _Handler(BaseHTTPRequestHandler):
             "/api/answer": (api.AnswerRequest, api.answer),
             "/api/undo": (api.UndoRequest, api.undo),
             "/api/state": (api.StateRequest, api.claim_state),
+            "/api/gold": (api.GoldRequest, api.gold_answer),
+            "/api/relabel": (api.RelabelRequest, api.relabel),
         }
         if url.path not in routes:
             raise api.ApiError(404, "not found")

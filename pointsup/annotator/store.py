@@ -48,7 +48,7 @@ import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 import numpy as np
@@ -66,6 +66,9 @@ from pointsup.annotator.images import ImageFolderError, check_image_folder, fill
 from pointsup.annotator.tasks import GivenPointsError, LabellingObject, count_given_points, same_category_overlaps
 from pointsup.points.format import read_coco_json
 from pointsup.points.simulate import DEFAULT_SEED
+
+if TYPE_CHECKING:
+    from pointsup.annotator.gold import GoldPlan
 
 DEFAULT_NUM_POINTS = 10
 #: answer labels as stored: object 1, background 0, unsure -1 (left out of exports)
@@ -130,6 +133,20 @@ class LiveAnswer:
     label: int
     response_ms: float | None
     answered_at: float
+
+
+@dataclass(frozen=True)
+class GoldAnswer:
+    """An answer to a gold question: the annotator's ``gold_index``-th, on a point whose mask
+    value (``truth``) is known; ``training``: asked in the training round, with feedback."""
+
+    gold_index: int
+    position: int
+    point_index: int
+    label: int
+    truth: int
+    training: bool
+    response_ms: float | None
 
 
 @dataclass(frozen=True)
@@ -213,6 +230,8 @@ class AnnotationStore:
         self._object_cache: dict[int, tuple[int, int, int, tuple[float, float, float, float], list[list[int]]]] = {}
         self._overlaps: dict[int, int] | None = None
         self._names: dict[str, str] = {}
+        #: gold questions to ask (set by the server; None: none)
+        self.gold: GoldPlan | None = None
 
     # ---- opening ---------------------------------------------------------------------------
 
@@ -232,7 +251,7 @@ class AnnotationStore:
                 connection.close()
                 raise StoreError(f"{path} holds no labelling session")
             version = connection.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
-            if version is not None and version[0] == "1":
+            if version is not None and version[0].isdigit() and int(version[0]) < SCHEMA_VERSION:
                 upgrade(connection, annotator_key)
         except sqlite3.DatabaseError as exc:
             raise StoreError(f"{path}: not a labelling database ({exc})") from None
@@ -293,8 +312,23 @@ class AnnotationStore:
                 tasks.extend(self._point_tasks(db, claimed[0], range(claimed[1], n)))
             return tasks[:count]
 
-    def record_answer(self, annotator: str, position: int, point_index: int, label: int, response_ms: float | None) -> None:
-        """Store an answer for the annotator's current point (committed on return).
+    def point_task(self, position: int, point_index: int) -> PointTask:
+        """Any point of any object, as a task (gold questions, review)."""
+        with self._read() as db:
+            return self._point_tasks(db, position, range(point_index, point_index + 1))[0]
+
+    def record_answer(
+        self,
+        annotator: str,
+        position: int,
+        point_index: int,
+        label: int,
+        response_ms: float | None,
+        client_id: str | None = None,
+    ) -> bool:
+        """Store an answer for the annotator's current point (committed on return). Returns
+        False, storing nothing, when an answer with ``client_id`` was stored before (the page
+        sent it again, say after an outage): each answer counts exactly once.
 
         Raises:
             AnswerConflict: the point is not the annotator's current one.
@@ -304,6 +338,11 @@ class AnnotationStore:
             raise ValueError(f"label must be 1, 0 or -1, got {label!r}")
         key = annotator_key(annotator)
         with self._write() as db:
+            if (
+                client_id is not None
+                and db.execute("SELECT 1 FROM answers WHERE annotator = ? AND client_id = ?", (key, client_id)).fetchone()
+            ):
+                return False
             current = db.execute(
                 "SELECT position, answered FROM assignments WHERE annotator = ? AND answered < ? ORDER BY position LIMIT 1",
                 (key, self.settings.num_points),
@@ -314,11 +353,100 @@ class AnnotationStore:
                     f"point {point_index} of object {position} is not the current point of {annotator!r}", expected
                 )
             db.execute(
-                "INSERT INTO answers (annotator, position, point_index, label, response_ms, answered_at) VALUES (?, ?, ?, ?, ?, ?)",
-                (key, position, point_index, label, response_ms, time.time()),
+                "INSERT INTO answers (annotator, position, point_index, label, response_ms, answered_at, client_id) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (key, position, point_index, label, response_ms, time.time(), client_id),
             )
             db.execute("UPDATE assignments SET answered = answered + 1 WHERE annotator = ? AND position = ?", (key, position))
             self._register(db, key, annotator)
+        return True
+
+    # ---- review ----------------------------------------------------------------------------
+
+    def reviewable_objects(self, annotator: str) -> list[int]:
+        """Positions of the objects the annotator has answers in force on, the one answered
+        last first."""
+        with self._read() as db:
+            rows = db.execute(
+                "SELECT position FROM answers WHERE annotator = ? AND undone_at IS NULL GROUP BY position ORDER BY MAX(id) DESC",
+                (annotator_key(annotator),),
+            ).fetchall()
+        return [int(row[0]) for row in rows]
+
+    def own_answers(self, annotator: str, position: int) -> dict[int, int]:
+        """The annotator's labels in force on the object, by point index."""
+        with self._read() as db:
+            rows = db.execute(
+                "SELECT point_index, label FROM answers WHERE annotator = ? AND position = ? AND undone_at IS NULL",
+                (annotator_key(annotator), position),
+            ).fetchall()
+        return {int(i): int(label) for i, label in rows}
+
+    def relabel(self, annotator: str, position: int, point_index: int, label: int) -> int | None:
+        """Change the label of the annotator's answer in force on the point (the old label is
+        kept in ``relabels``); returns the old label, None when there is no such answer.
+        Setting the label an answer already has changes nothing (so a repeated request is
+        harmless)."""
+        if label not in (1, 0, -1):
+            raise ValueError(f"label must be 1, 0 or -1, got {label!r}")
+        key = annotator_key(annotator)
+        with self._write() as db:
+            row = db.execute(
+                "SELECT id, label FROM answers WHERE annotator = ? AND position = ? AND point_index = ? AND undone_at IS NULL",
+                (key, position, point_index),
+            ).fetchone()
+            if row is None:
+                return None
+            if row[1] != label:
+                db.execute("UPDATE answers SET label = ? WHERE id = ?", (label, row[0]))
+                db.execute(
+                    "INSERT INTO relabels (answer, old_label, new_label, relabelled_at) VALUES (?, ?, ?, ?)",
+                    (row[0], row[1], label, time.time()),
+                )
+                self._register(db, key, annotator)
+            return int(row[1])
+
+    # ---- gold questions --------------------------------------------------------------------
+
+    def gold_count(self, annotator: str) -> int:
+        """How many gold questions the annotator has answered."""
+        with self._read() as db:
+            (count,) = db.execute("SELECT COUNT(*) FROM gold_answers WHERE annotator = ?", (annotator_key(annotator),)).fetchone()
+        return int(count)
+
+    def record_gold(self, annotator: str, answer: GoldAnswer) -> bool:
+        """Store the answer to the annotator's gold question ``answer.gold_index``; False when
+        it was stored before (a request sent again)."""
+        key = annotator_key(annotator)
+        with self._write() as db:
+            cursor = db.execute(
+                "INSERT OR IGNORE INTO gold_answers (annotator, gold_index, position, point_index, label, truth, training, "
+                "response_ms, answered_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    key,
+                    answer.gold_index,
+                    answer.position,
+                    answer.point_index,
+                    answer.label,
+                    answer.truth,
+                    int(answer.training),
+                    answer.response_ms,
+                    time.time(),
+                ),
+            )
+            stored = cursor.rowcount == 1
+            if stored:
+                self._register(db, key, annotator)
+        return stored
+
+    def gold_answers(self) -> list[tuple[str, GoldAnswer]]:
+        """Every gold answer as ``(annotator key, answer)``."""
+        with self._read() as db:
+            rows = db.execute(
+                "SELECT annotator, gold_index, position, point_index, label, truth, training, response_ms FROM gold_answers "
+                "ORDER BY annotator, gold_index"
+            ).fetchall()
+        return [(str(r[0]), GoldAnswer(int(r[1]), int(r[2]), int(r[3]), int(r[4]), int(r[5]), bool(r[6]), r[7])) for r in rows]
 
     def undo_last(self, annotator: str) -> tuple[int, int] | None:
         """Withdraw the annotator's latest answer that ends a chain they hold; returns its

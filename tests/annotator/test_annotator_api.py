@@ -6,6 +6,7 @@ import io
 import threading
 from pathlib import Path
 
+import pytest
 from PIL import Image
 
 from annotator_testing import Api, answer_all, true_labels
@@ -109,3 +110,31 @@ def test_names_are_escaped_in_the_progress_page(api: Api, store: AnnotationStore
     html = api.request("GET", "/progress")[1].decode()
     assert "<script>" not in html and "<img" not in html
     assert "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt;&amp;&lt;img src=x onerror=alert(1)&gt;" in html
+
+
+def test_an_answer_sent_again_with_its_id_is_stored_once(api: Api, store: AnnotationStore) -> None:
+    """A page resending after an outage (the first reply lost) gets the state, not a conflict."""
+    task = api.state("ann")["tasks"][0]
+    body = {"annotator": "ann", "position": 0, "point_index": 0, "label": "object", "answer_id": "a1b2c3d4e5f6"}
+    first = api.post("/api/answer", body)
+    again = api.post("/api/answer", body)
+    assert first[0] == again[0] == 200 and first[1]["tasks"] == again[1]["tasks"]
+    assert [(a.position, a.point_index) for a in store.live_answers()] == [(task["position"], task["point_index"])]
+    assert api.post("/api/answer", {**body, "answer_id": "bad id!"})[0] == 400
+
+
+def test_gold_answers_are_stored_once_and_only_when_due(api: Api, store: AnnotationStore) -> None:
+    from pointsup.annotator.gold import GoldError, GoldPlan
+
+    store.gold = GoldPlan.for_store(store, share=0.5, training=1)
+    tasks = api.state("ann")["tasks"]
+    assert tasks[0]["key"] == "g:0" and tasks[0]["training"] and "truth" in tasks[0]
+    assert "truth" not in next(t for t in tasks if t["key"] == "g:1")  # later gold questions carry no answer
+    body = {"annotator": "ann", "gold_index": 1, "label": "object"}
+    assert api.post("/api/gold", body)[0] == 409  # not due yet
+    for _ in range(2):  # sent twice: stored once
+        status, reply = api.post("/api/gold", {**body, "gold_index": 0})
+        assert status == 200 and reply["tasks"][0]["key"] == "0:0"
+    assert len(store.gold_answers()) == 1
+    with pytest.raises(GoldError, match="below 1"):
+        GoldPlan.for_store(store, share=1.5)

@@ -108,7 +108,9 @@ def test_label_with_keyboard_reload_continue_and_export(
     undone = current_point(page)
     assert given.pop(undone) == "unsure"
     assert len(store.live_answers()) == len(given)
+    assert page.inner_text("#status") == "last answer undone"
     label_next()
+    assert page.inner_text("#status") == ""  # the status line does not outlive the next answer
 
     # a click answers too
     point = current_point(page)
@@ -125,6 +127,8 @@ def test_label_with_keyboard_reload_continue_and_export(
     while page.get_attribute("body", "data-state") != "done":
         label_next()
     assert page.is_visible("#done")
+    total = store.settings.num_objects * store.settings.num_points
+    assert page.inner_text("#counter") == f"you: {total} points, {store.settings.num_objects} objects"  # not stale
     latencies += page.evaluate("window.pointsupLatencies")
     page.close()
     assert not problems, problems
@@ -210,38 +214,80 @@ def test_markup_in_names_is_shown_as_text(browser: Any, tmp_path: Path, syntheti
 
 def test_readme_screenshots_are_made_and_small(browser: Any, tmp_path: Path) -> None:
     written = make_screenshots(tmp_path, browser)
-    assert [p.name for p in written] == ["annotator_labelling.png", "annotator_progress.png"]
+    assert [p.name for p in written] == [
+        "annotator_labelling.png",
+        "annotator_review.png",
+        "annotator_phone.png",
+        "annotator_progress.png",
+    ]
     for path in written:
         with Image.open(path) as image:
-            assert image.width >= 800
+            assert image.width >= (390 if "phone" in path.name else 800)
         assert path.stat().st_size < 200 * 1024
 
 
-def test_page_recovers_when_the_server_is_killed_and_restarted(browser: Any, tmp_path: Path, synthetic: SyntheticDataset) -> None:
+def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    args = ("--db", str(tmp_path / "s.db"), "--points", "3", "--port", str(port))
+        return int(probe.getsockname()[1])
+
+
+def test_answers_given_during_an_outage_are_kept_and_sent_once(browser: Any, tmp_path: Path, synthetic: SyntheticDataset) -> None:
+    """The server is killed: the page says so prominently, the annotator keeps answering the
+    points already fetched, and when a new server runs on the database every answer given
+    meanwhile is stored exactly once, even the one whose reply was lost on the way back."""
+    args = ("--db", str(tmp_path / "s.db"), "--points", "3", "--port", str(free_port()))
     server = start_server(synthetic.train_json, synthetic.image_dir, *args)
     try:
-        page, _ = open_page(browser, server.url + "?annotator=kim")
-        for _ in range(2):
-            answer(page, "f")
+        page, problems = open_page(browser, server.url + "?annotator=kim")
+        for key in "fj":
+            answer(page, key)
         page.wait_for_selector('body[data-pending="0"]')  # both acknowledged
+        assert not page.is_visible("#offline")
         server.process.send_signal(signal.SIGKILL)
         server.process.wait(timeout=10)
-        lost = current_point(page)
-        page.keyboard.press("j")  # drawn at once, but never acknowledged
-        page.wait_for_selector("body[data-state=error]")
-        assert "retrying" in page.inner_text("#status")
+
+        given = ["f", "j", "u", "f"]  # the rest of object 0 and all of object 1, fetched before the outage
+        keys = []
+        for key in given:
+            keys.append("{}:{}".format(*current_point(page)))
+            if len(keys) == len(given):  # the last point fetched: the page waits for more
+                page.keyboard.press(key)
+                page.wait_for_selector("body[data-state=waiting]")
+                break
+            answer(page, key)
+            if len(keys) == 1:
+                page.wait_for_selector("body[data-connection=offline]")
+                assert page.is_visible("#offline") and "cannot be reached" in page.inner_text("#offline")
+        assert keys == ["0:2", "1:0", "1:1", "1:2"]
+        page.wait_for_selector('body[data-pending="4"]')
+        assert "4 answer(s) are kept in this browser" in page.inner_text("#offline")
+
+        # the first answer sent after the outage reaches the server, but its reply is lost
+        lost: list[str] = []
+
+        def lose_reply(route: Any) -> None:
+            if lost:
+                route.continue_()
+                return
+            route.fetch()  # the server stores it...
+            lost.append(route.request.post_data or "")
+            route.abort()  # ...and the page never hears back
+
+        page.route("**/api/answer", lose_reply)
         server = start_server(synthetic.train_json, synthetic.image_dir, *args)
-        page.wait_for_selector(f'body[data-state=ready][data-point-key="{lost[0]}:{lost[1]}"]', timeout=10_000)
-        answer(page, "f")  # the unacknowledged point is asked again
+        page.wait_for_selector('body[data-pending="0"][data-connection=online]', timeout=20_000)
+        assert not page.is_visible("#offline") and page.inner_text("#status") == "reconnected"
+        assert len(lost) == 1 and '"point_index":2' in lost[0]
+        assert current_point(page) == (2, 0)  # the next object: nothing is asked again
+        answer(page, "f")
+        assert page.inner_text("#status") == ""  # a status line is about what came before
         page.wait_for_selector('body[data-pending="0"]')
-        assert page.inner_text("#status") == "reconnected"
         page.close()
     finally:
         server.stop()
     store = AnnotationStore.open(tmp_path / "s.db")
-    assert [(a.position, a.point_index, a.label) for a in store.live_answers()] == [(0, 0, 1), (0, 1, 1), (0, 2, 1)]
+    labels = [(a.position, a.point_index, a.label) for a in store.live_answers()]
+    assert labels == [(0, 0, 1), (0, 1, 0), (0, 2, 1), (1, 0, 0), (1, 1, -1), (1, 2, 1), (2, 0, 1)]
     store.close()
+    assert all("ERR_FAILED" in p or "ERR_CONNECTION_REFUSED" in p for p in problems), problems

@@ -72,12 +72,29 @@ def test_only_finished_images_unless_partial(tmp_path: Path, store: AnnotationSt
     assert summary.unfinished_images_left_out == len(store.images) - 1
     assert all(i.num_points == store.settings.num_points for i in finished.instances)
 
-    export_points(store, tmp_path / "partial.json", partial=True)
+    summary = export_points(store, tmp_path / "partial.json", partial=True)
     partial = load_point_dataset(tmp_path / "partial.json")
-    assert len(partial.images) == len(store.images)
-    counts = sorted((i.num_points for i in partial.instances), reverse=True)
-    assert counts[: len(first_image) + 1] == [store.settings.num_points] * len(first_image) + [3]
-    assert sum(counts) == answered
+    # only the objects with an answered point, and the images holding them
+    second_image = next(o.image_id for o in objects if o.image_id != objects[0].image_id)
+    assert list(partial.images) == [objects[0].image_id, second_image]
+    counts = [i.num_points for i in partial.instances if not i.is_crowd]
+    assert counts == [store.settings.num_points] * len(first_image) + [3]
+    assert summary.unlabelled_objects_left_out == len(objects) - len(first_image) - 1
+    assert not summary.mostly_unlabelled and "warning" not in summary.describe()
+
+
+def test_partial_export_warns_when_most_objects_have_no_point(tmp_path: Path, synthetic: SyntheticDataset) -> None:
+    store, _ = open_session(tmp_path / "s.db", synthetic.train_json, num_points=2)
+    first = store.next_points("ann", 1)[0]
+    store.record_answer("ann", first.position, first.point_index, -1, 300.0)  # unsure: no labelled point yet
+    summary = export_points(store, tmp_path / "none.json", partial=True)
+    assert (summary.images, summary.objects, summary.unlabelled_objects_left_out) == (0, 0, store.settings.num_objects)
+    store.record_answer("ann", first.position, first.point_index + 1, 0, 300.0)
+    summary = export_points(store, tmp_path / "one.json", partial=True)
+    assert summary.objects == 1 and summary.points == 1
+    text = summary.describe()
+    assert f"warning: {store.settings.num_objects - 1} of {store.settings.num_objects} objects have no labelled point yet" in text
+    store.close()
 
 
 def test_overlap_answers_are_combined_by_majority(tmp_path: Path, synthetic: SyntheticDataset) -> None:
