@@ -11,14 +11,14 @@ import socket
 import statistics
 import time
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 from urllib.parse import quote
 
 import pytest
+from annotator_testing import start_server, true_labels
 from PIL import Image
 
-from annotator_testing import start_server, true_labels
-from pointsup.annotator.browser import browser_unavailable_reason, launched_chromium
+from pointsup.annotator.browser import browser_unavailable_reason
 from pointsup.annotator.screenshots import make_screenshots
 from pointsup.annotator.server import AnnotationServer, serving_in_background
 from pointsup.annotator.store import LABEL_CODES, AnnotationStore, open_session
@@ -34,20 +34,6 @@ KEYS = {"object": "f", "background": "j", "unsure": "u"}
 LATENCY_TARGET_MS = 100.0
 #: the 95th percentile of answer -> next point, in milliseconds
 LATENCY_P95_MS = 50.0
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    with launched_chromium() as launched:
-        yield launched
-
-
-@pytest.fixture
-def session(tmp_path: Path, synthetic: SyntheticDataset) -> Iterator[tuple[AnnotationServer, AnnotationStore]]:
-    store, _ = open_session(tmp_path / "session.db", synthetic.train_json, num_points=3)
-    with serving_in_background(AnnotationServer(store, synthetic.image_dir)) as server:
-        yield server, store
-    store.close()
 
 
 def open_page(browser: Any, url: str) -> tuple[Any, list[str]]:

@@ -7,36 +7,21 @@ from __future__ import annotations
 import json
 import sqlite3
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
-
 from annotator_testing import true_labels
-from pointsup.annotator.browser import browser_unavailable_reason, launched_chromium
+
+from pointsup.annotator.browser import browser_unavailable_reason
 from pointsup.annotator.gold import GoldPlan
-from pointsup.annotator.server import AnnotationServer, serving_in_background
-from pointsup.annotator.store import AnnotationStore, open_session
-from pointsup.data.synthetic import SyntheticDataset
+from pointsup.annotator.server import AnnotationServer
+from pointsup.annotator.store import AnnotationStore
 
 UNAVAILABLE = browser_unavailable_reason()
 pytestmark = pytest.mark.skipif(UNAVAILABLE is not None, reason=f"no headless browser: {UNAVAILABLE}")
 
 KEYS = {"object": "f", "background": "j", "unsure": "u"}
 OTHER = {"object": "background", "background": "object"}
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    with launched_chromium() as launched:
-        yield launched
-
-
-@pytest.fixture
-def session(tmp_path: Path, synthetic: SyntheticDataset) -> Iterator[tuple[AnnotationServer, AnnotationStore]]:
-    store, _ = open_session(tmp_path / "s.db", synthetic.train_json, num_points=3)
-    with serving_in_background(AnnotationServer(store, synthetic.image_dir)) as server:
-        yield server, store
-    store.close()
 
 
 def open_page(browser: Any, url: str) -> tuple[Any, list[str]]:

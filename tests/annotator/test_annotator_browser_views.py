@@ -5,14 +5,15 @@ brightens a dark picture, ? lists the keys; the views fill a large window and fi
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from pointsup.annotator.browser import browser_unavailable_reason, launched_chromium
+from pointsup.annotator.browser import browser_unavailable_reason
 from pointsup.annotator.server import AnnotationServer, serving_in_background
 from pointsup.annotator.store import AnnotationStore, open_session
 
@@ -25,12 +26,6 @@ BOX = [60.0, 50.0, 21.0, 7.0]
 POINT = [70, 53]
 #: the most screen pixels per image pixel the views may show
 MAX_SCALE = 8.0
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    with launched_chromium() as launched:
-        yield launched
 
 
 @pytest.fixture

@@ -11,14 +11,14 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 import pytest
+from annotator_testing import start_server, true_labels
 from PIL import Image
 
-from annotator_testing import start_server, true_labels
-from pointsup.annotator.browser import browser_unavailable_reason, launched_chromium
+from pointsup.annotator.browser import browser_unavailable_reason
 from pointsup.annotator.server import AnnotationServer, serving_in_background
 from pointsup.annotator.store import AnnotationStore, open_session
 from pointsup.cli import main
@@ -37,12 +37,6 @@ BALLOONS = [
     {"id": 3, "category_id": 2, "centre": None, "bbox": [4.0, 74.0, 16.0, 16.0], "point": [10, 80]},
 ]
 RADIUS = 20
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    with launched_chromium() as launched:
-        yield launched
 
 
 def open_page(browser: Any, url: str) -> tuple[Any, list[str]]:
