@@ -1,14 +1,18 @@
-"""``pointsup export``: a trained checkpoint to an ONNX graph that onnxruntime runs alone.
+"""``pointsup export``: a trained checkpoint to an ONNX graph that onnxruntime runs alone, or to
+a traced TorchScript module.
 
-The graph is :class:`~pointsup.deploy.graph.MaskRCNNGraph` (normalisation, padding, backbone,
-RPN, box decoding, NMS and the mask head inside; resizing, box scaling and mask pasting beside it,
-in :mod:`pointsup.deploy.onnx_runner`). What the runner needs besides the graph (category names
-and ids, the test size, the mask threshold) is stored in the ONNX file's metadata under
-:data:`METADATA_KEY`, as JSON, so the ``.onnx`` file is the whole deployment.
+The graph is :class:`~pointsup.deploy.graph.MaskRCNNGraph` (Mask R-CNN with any of its three mask
+heads) or :class:`~pointsup.deploy.condinst_graph.CondInstGraph`: normalisation, padding,
+detection, NMS and the masks inside; resizing, box scaling and mask pasting beside it, in
+:mod:`pointsup.deploy.onnx_runner`. What the runner needs besides the graph (category names and
+ids, the test size, the mask threshold) is stored as JSON in the ONNX file's metadata under
+:data:`METADATA_KEY`, or in the TorchScript archive as the extra file :data:`TORCHSCRIPT_METADATA`,
+so the exported file is the whole deployment.
 """
 
 from __future__ import annotations
 
+import io
 import json
 import tempfile
 import warnings
@@ -17,10 +21,11 @@ from typing import Any
 
 import torch
 
+from pointsup.deploy.condinst_graph import CondInstGraph
 from pointsup.deploy.graph import MaskRCNNGraph
 from pointsup.engine.predictor import MASK_THRESHOLD, TrainedModel, load_trained_model
 from pointsup.errors import PointsupError
-from pointsup.modeling.mask_heads.maskrcnn import MaskRCNNMaskHead
+from pointsup.modeling.condinst.model import CondInst
 from pointsup.modeling.mask_rcnn import MaskRCNN
 from pointsup.utils.atomic import write_bytes_atomic
 
@@ -32,8 +37,10 @@ METADATA_KEY = "pointsup"
 #: Graph input and output names.
 INPUT_NAMES = ["image"]
 OUTPUT_NAMES = ["boxes", "scores", "classes", "mask_probs"]
-#: Export formats ``pointsup export`` knows, and those implemented so far.
+#: Export formats ``pointsup export`` knows.
 FORMATS = ("onnx", "torchscript")
+#: Name of the JSON metadata inside a TorchScript archive (``torch.jit.load(_extra_files=...)``).
+TORCHSCRIPT_METADATA = "pointsup.json"
 
 
 class ExportError(PointsupError, ValueError):
@@ -56,17 +63,19 @@ def deployment_metadata(trained: TrainedModel) -> dict[str, Any]:
     }
 
 
-def export_graph(trained: TrainedModel) -> MaskRCNNGraph:
+def export_graph(trained: TrainedModel) -> MaskRCNNGraph | CondInstGraph:
     """The exportable module of a trained model.
 
     Raises:
         ExportError: a model the exporter does not cover yet (named in the message).
     """
     model = trained.model
-    if not isinstance(model, MaskRCNN) or not isinstance(model.roi_heads.point_mask_head, MaskRCNNMaskHead):
-        kind = f"{trained.config.model.architecture} / mask head {trained.config.model.mask_head}"
-        raise ExportError(f"ONNX export covers Mask R-CNN with the maskrcnn mask head so far, not {kind}")
-    return MaskRCNNGraph(model).eval()
+    if isinstance(model, MaskRCNN) and model.roi_heads.point_mask_head is not None:
+        return MaskRCNNGraph(model).eval()
+    if isinstance(model, CondInst):
+        return CondInstGraph(model).eval()
+    kind = f"{trained.config.model.architecture} / mask head {trained.config.model.mask_head}"
+    raise ExportError(f"export covers Mask R-CNN (with a mask head) and CondInst, not {kind}")
 
 
 def onnx_bytes(trained: TrainedModel, opset: int = OPSET) -> bytes:
@@ -101,17 +110,32 @@ def onnx_bytes(trained: TrainedModel, opset: int = OPSET) -> bytes:
     return proto.SerializeToString()
 
 
+def torchscript_bytes(trained: TrainedModel) -> bytes:
+    """The serialised TorchScript module of a trained model on the CPU (``torch.jit.trace`` of the
+    same graph as the ONNX export, traced on the same example), metadata included as the extra
+    file :data:`TORCHSCRIPT_METADATA`. Loading it needs torch and torchvision (for NMS and
+    RoIAlign), not pointsup."""
+    graph = export_graph(trained).to("cpu")
+    side = int(trained.config.data.min_size_test)
+    example = torch.full((1, 3, side, side), 128.0)
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")  # the tracer's notes on Python values it freezes (checked by the parity tests)
+        traced = torch.jit.trace(graph, (example,), check_trace=False)
+    buffer = io.BytesIO()
+    torch.jit.save(traced, buffer, _extra_files={TORCHSCRIPT_METADATA: json.dumps(deployment_metadata(trained))})
+    return buffer.getvalue()
+
+
 def export_checkpoint(weights: str | Path, output: str | Path, export_format: str = "onnx", opset: int = OPSET) -> Path:
     """Export the checkpoint ``weights`` to ``output`` (written atomically).
 
     Raises:
-        ExportError: an unknown format or a model not covered yet.
+        ExportError: an unknown format or a model not covered.
         CheckpointError: ``weights`` is not a pointsup checkpoint.
     """
     if export_format not in FORMATS:
         raise ExportError(f"--format must be one of {', '.join(FORMATS)}, got {export_format!r}")
-    if export_format != "onnx":
-        raise ExportError(f"--format {export_format} is not implemented yet; --format onnx is")
     trained = load_trained_model(weights, "cpu")
-    write_bytes_atomic(output, onnx_bytes(trained, opset))
+    export_graph(trained)  # refuses an uncovered model before any tracing
+    write_bytes_atomic(output, onnx_bytes(trained, opset) if export_format == "onnx" else torchscript_bytes(trained))
     return Path(output)

@@ -1,12 +1,12 @@
-"""Running an exported model with onnxruntime and NumPy only (no PyTorch, no other pointsup module).
+"""Running an exported model with onnxruntime and NumPy only (no PyTorch; of pointsup, only
+:mod:`pointsup.deploy.resize`).
 
 The steps beside the graph (docs/deployment.md):
 
 1. **Resize** the (H, W, 3) uint8 RGB image so its short side is the model's ``min_size_test``
    and its long side at most ``max_size_test`` (detectron2's rule, :func:`shortest_edge_size`),
-   bilinearly with antialiasing. PIL does it here; PyTorch's uint8 kernel, which ``pointsup
-   predict`` uses, can differ from PIL by one grey level on a few pixels in a thousand. Images
-   already at the test size are not resampled, and then both give the same pixels.
+   bilinearly with antialiasing, exactly as PyTorch's uint8 kernel does it in ``pointsup predict``
+   (:func:`pointsup.deploy.resize.resize_like_torch`, NumPy only).
 2. **Run** the graph on the (1, 3, h, w) float32 image: it normalises, pads, detects and returns
    boxes, scores, classes and box-relative mask probabilities (K, M, M).
 3. **Scale** the boxes back to the input image: x by ``W / w``, y by ``H / h``.
@@ -24,7 +24,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import onnxruntime as ort
+
+from pointsup.deploy.resize import resize_like_torch
 
 #: Key of the exporter's JSON metadata in the ONNX file (``pointsup.deploy.export.METADATA_KEY``).
 METADATA_KEY = "pointsup"
@@ -46,13 +47,11 @@ def shortest_edge_size(height: int, width: int, short_edge: int, max_size: int) 
 
 
 def resize_rgb(image: np.ndarray, height: int, width: int) -> np.ndarray:
-    """(H, W, 3) uint8 → (height, width, 3) uint8, bilinear with antialiasing (PIL); unchanged
-    when the size is already right."""
+    """(H, W, 3) uint8 → (height, width, 3) uint8, PyTorch's antialiased bilinear resize
+    reproduced pixel for pixel; unchanged when the size is already right."""
     if image.shape[:2] == (height, width):
         return image
-    from PIL import Image
-
-    return np.asarray(Image.fromarray(image).resize((width, height), Image.Resampling.BILINEAR))
+    return resize_like_torch(image, height, width)
 
 
 def _interpolation_matrix(centres: np.ndarray, start: float, end: float, grid: int) -> np.ndarray:
@@ -113,33 +112,24 @@ class OnnxPrediction:
         return int(self.scores.shape[0])
 
 
-class OnnxPredictor:
-    """An exported model run by onnxruntime on the CPU.
+class GraphPredictor:
+    """The steps beside an exported graph (resize, run, scale, paste); subclasses run the graph.
 
     Args:
-        path: the ``.onnx`` file written by ``pointsup export``.
+        metadata: the exporter's JSON metadata (categories, test size, mask threshold).
         score_threshold: detections below this score are dropped.
-        threads: onnxruntime intra-op threads (0: its default).
         paste: paste full-size masks (False: only the box-relative ``mask_probs``).
     """
 
-    def __init__(self, path: str | os.PathLike[str], score_threshold: float = 0.5, threads: int = 0, paste: bool = True):
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = threads
-        self.session = ort.InferenceSession(os.fspath(path), options, providers=["CPUExecutionProvider"])
-        meta = self.session.get_modelmeta().custom_metadata_map
-        if METADATA_KEY not in meta:
-            raise ValueError(f"{path}: no pointsup metadata in this ONNX file (export it with `pointsup export`)")
-        self.metadata: dict[str, Any] = json.loads(meta[METADATA_KEY])
+    def __init__(self, metadata: dict[str, Any], score_threshold: float = 0.5, paste: bool = True):
+        self.metadata = metadata
         self.score_threshold = score_threshold
         self.paste = paste
 
     def run_graph(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """The graph's raw outputs for an (h, w, 3) uint8 image already at the test size: boxes
         (K, 4) in its coordinates, scores (K,), classes (K,), mask_probs (K, M, M)."""
-        tensor = np.ascontiguousarray(image.transpose(2, 0, 1)[None], dtype=np.float32)
-        boxes, scores, classes, probs = self.session.run(None, {"image": tensor})
-        return boxes, scores, classes, probs
+        raise NotImplementedError
 
     def __call__(self, image: np.ndarray) -> OnnxPrediction:
         """Detections of an (H, W, 3) uint8 RGB image, in its pixels."""
@@ -167,3 +157,30 @@ class OnnxPredictor:
             mask_probs=probs,
             image_size=(height, width),
         )
+
+
+class OnnxPredictor(GraphPredictor):
+    """An exported model run by onnxruntime on the CPU.
+
+    Args:
+        path: the ``.onnx`` file written by ``pointsup export``.
+        score_threshold: detections below this score are dropped.
+        threads: onnxruntime intra-op threads (0: its default).
+        paste: paste full-size masks (False: only the box-relative ``mask_probs``).
+    """
+
+    def __init__(self, path: str | os.PathLike[str], score_threshold: float = 0.5, threads: int = 0, paste: bool = True):
+        import onnxruntime as ort  # here, so that the TorchScript runner does not need it
+
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads
+        self.session = ort.InferenceSession(os.fspath(path), options, providers=["CPUExecutionProvider"])
+        meta = self.session.get_modelmeta().custom_metadata_map
+        if METADATA_KEY not in meta:
+            raise ValueError(f"{path}: no pointsup metadata in this ONNX file (export it with `pointsup export`)")
+        super().__init__(json.loads(meta[METADATA_KEY]), score_threshold, paste)
+
+    def run_graph(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        tensor = np.ascontiguousarray(image.transpose(2, 0, 1)[None], dtype=np.float32)
+        boxes, scores, classes, probs = self.session.run(None, {"image": tensor})
+        return boxes, scores, classes, probs

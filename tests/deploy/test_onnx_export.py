@@ -1,5 +1,6 @@
-"""ONNX export of Mask R-CNN (maskrcnn head): onnxruntime on the CPU against PyTorch eager on the
-same images, with the issue's tolerances, on a checkpoint trained for a few iterations."""
+"""Export of Mask R-CNN (maskrcnn head): onnxruntime on the CPU, and the TorchScript export,
+against PyTorch eager on the same images, with the issue's tolerances, on a checkpoint trained for
+a few iterations. The other heads and CondInst: test_heads_export.py."""
 
 from __future__ import annotations
 
@@ -17,12 +18,12 @@ pytest.importorskip("onnxruntime")
 
 from pointsup.cli import main as cli_main  # noqa: E402
 from pointsup.data.transforms import shortest_edge_size  # noqa: E402
-from pointsup.deploy.export import METADATA_KEY, ExportError, export_graph, onnx_bytes  # noqa: E402
+from pointsup.deploy.export import METADATA_KEY, ExportError, export_checkpoint, onnx_bytes  # noqa: E402
 from pointsup.deploy.onnx_runner import OnnxPredictor, paste_mask  # noqa: E402
 from pointsup.deploy.onnx_runner import shortest_edge_size as runner_shortest_edge_size  # noqa: E402
-from pointsup.engine.builders import model_for_checkpoint  # noqa: E402
+from pointsup.deploy.torchscript_runner import TorchScriptPredictor  # noqa: E402
 from pointsup.engine.config import load_config  # noqa: E402
-from pointsup.engine.predictor import Predictor, TrainedModel, load_trained_model  # noqa: E402
+from pointsup.engine.predictor import Predictor, load_trained_model  # noqa: E402
 from pointsup.engine.trainer import train  # noqa: E402
 from pointsup.modeling.postprocess import paste_masks  # noqa: E402
 from tests.engine.test_trainer import CPU_CONFIG, data, overrides  # noqa: E402, F401  (data is a fixture)
@@ -99,6 +100,21 @@ def test_parity_holds_for_changing_detection_counts_and_none(weights, data, tmp_
     assert len(nothing) == 0 and nothing.masks.shape == (0, 128, 128) and nothing.mask_probs.shape == (0, 28, 28)
 
 
+def resized_images(data) -> list[np.ndarray]:  # noqa: F811
+    """The synthetic images at sizes other than the test size, so the runner must resize them:
+    up (200 x 260), down (96 x 90, 240 x 300 capped by the long side) and one axis only (128 x 150)."""
+    images = sample_images(data)
+    sizes = [(200, 260), (90, 96), (240, 300), (128, 150)]
+    return [np.asarray(Image.fromarray(image).resize(sizes[k % len(sizes)][::-1])) for k, image in enumerate(images)]
+
+
+def test_onnxruntime_matches_pytorch_on_images_that_need_resizing(weights, exported, data):  # noqa: F811
+    torch_predictor = Predictor.from_checkpoint(weights, device="cpu", score_threshold=0.0)
+    worst = compare(torch_predictor, OnnxPredictor(exported, score_threshold=0.0), resized_images(data))
+    assert worst["detections"] >= 50
+    print(f"parity on resized images: {worst}")
+
+
 def test_the_exported_model_loads_with_onnxruntime_alone(exported, tmp_path):
     """A fresh interpreter that imports onnxruntime and NumPy only runs the graph and reads its metadata."""
     script = f"""
@@ -129,22 +145,29 @@ def test_the_runners_steps_match_the_packages():
         assert runner_shortest_edge_size(*size, 800, 1333) == shortest_edge_size(*size, 800, 1333)
     rng = np.random.default_rng(0)
     probs = rng.random((5, 28, 28)).astype(np.float32)
-    boxes = np.array([[10.3, 5.2, 60.7, 90.1], [0, 0, 128, 128], [-5, -3, 20, 30], [100, 100, 140, 150], [50, 50, 50, 52]],
-                     dtype=np.float32)
+    boxes = np.array(
+        [[10.3, 5.2, 60.7, 90.1], [0, 0, 128, 128], [-5, -3, 20, 30], [100, 100, 140, 150], [50, 50, 50, 52]], dtype=np.float32
+    )
     expected = paste_masks(torch.from_numpy(probs), torch.from_numpy(boxes), (128, 130)).numpy()
     for k in range(len(boxes)):
         np.testing.assert_array_equal(paste_mask(probs[k], boxes[k], (128, 130)), expected[k])
 
 
-def test_heads_not_covered_yet_are_refused_in_one_line(tmp_path, capsys):
-    config = load_config(CPU_CONFIG, ["model.backbone=resnet18", "model.mask_head=pointrend", "model.backbone_weights=null"])
-    trained = TrainedModel(model_for_checkpoint(config, 2).eval(), config, ["a", "b"], [1, 2], torch.device("cpu"))
-    with pytest.raises(ExportError, match="maskrcnn mask head so far, not mask_rcnn / mask head pointrend"):
-        export_graph(trained)
+def test_torchscript_matches_pytorch(weights, tmp_path, data):  # noqa: F811
+    path = tmp_path / "model.pt"
+    assert cli_main(["export", "--weights", str(weights), "--format", "torchscript", "-o", str(path)]) == 0
+    torch_predictor = Predictor.from_checkpoint(weights, device="cpu", score_threshold=0.0)
+    worst = compare(torch_predictor, TorchScriptPredictor(path, score_threshold=0.0), sample_images(data))
+    assert worst["detections"] >= 50
+    print(f"torchscript parity: {worst}")
 
 
-def test_torchscript_is_refused_in_one_line(weights, tmp_path, capsys):
-    assert cli_main(["export", "--weights", str(weights), "--format", "torchscript", "-o", str(tmp_path / "m.pt")]) == 2
+def test_bad_format_and_bad_weights_are_refused_in_one_line(weights, tmp_path, capsys):
+    with pytest.raises(ExportError, match="--format must be one of onnx, torchscript, got 'tflite'"):
+        export_checkpoint(weights, tmp_path / "m.tfl", "tflite")
+    not_a_checkpoint = tmp_path / "w.pth"
+    not_a_checkpoint.write_bytes(b"not a checkpoint")
+    assert cli_main(["export", "--weights", str(not_a_checkpoint), "--format", "torchscript", "-o", str(tmp_path / "m.pt")]) == 2
     error = capsys.readouterr().err.strip()
-    assert len(error.splitlines()) == 1 and "torchscript is not implemented yet" in error
+    assert len(error.splitlines()) == 1 and "w.pth" in error
     assert not (tmp_path / "m.pt").exists()
