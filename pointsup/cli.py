@@ -478,11 +478,11 @@ def build_parser() -> argparse.ArgumentParser:
     predict.set_defaults(handler=_run_predict)
 
     export = commands.add_parser(
-        "export", help="export a checkpoint for deployment: an ONNX graph that onnxruntime runs without pointsup"
+        "export", help="export a checkpoint for deployment: an ONNX graph that onnxruntime runs without pointsup, or TorchScript"
     )
     export.add_argument("--weights", type=Path, required=True, help="checkpoint written by `pointsup train`")
     export.add_argument("--format", choices=["onnx", "torchscript"], default="onnx", help="default onnx")
-    export.add_argument("-o", "--output", type=Path, required=True, help="file to write, e.g. model.onnx")
+    export.add_argument("-o", "--output", type=Path, required=True, help="file to write, e.g. model.onnx or model.pt")
     export.add_argument(
         "--opset", type=cli_types.positive_int, default=17, help="ONNX opset (default 17, pointsup.deploy.export.OPSET)"
     )
@@ -561,8 +561,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_annotate_parser(commands)
     from pointsup.analysis.cli import add_cost_parser
+    from pointsup.formats.cli import add_convert_parser
 
     add_cost_parser(commands)
+    add_convert_parser(commands)
     return parser
 
 

@@ -599,6 +599,44 @@ def demo_output(ws: Workspace, output: Path) -> Invocation:
     return invocation(["demo", "--output", output, "--images", "4", "--iterations", "1"], output, "--output")
 
 
+# convert IN -o OUT (--from FORMAT [--images DIR] | --to FORMAT)
+
+#: YOLO label-file problems: (label file stem, its line)
+YOLO_BAD_LINES = {"image-missing": ("no-such-image", "0 0.5 0.5 0.2 0.2"),
+                  "class-out-of-range": ("000001", "7 0.5 0.5 0.2 0.2"), "degenerate-box": ("000001", "0 0.5 0.5 0.0 0.2")}
+
+
+def convert_yolo_labels(ws: Workspace, kind: str) -> Invocation:
+    labels = ws.tmp / "labels"
+    labels.mkdir()
+    (labels / "classes.txt").write_text("shape\n")
+    stem, line = YOLO_BAD_LINES[kind]
+    bad = labels / f"{stem}.txt"
+    bad.write_text(line + "\n")
+    return invocation(["convert", labels, "-o", ws.tmp / "out.json", "--from", "yolo", "--images", ws.data.image_dir], bad)
+
+
+def convert_import(ws: Workspace, kind: str) -> Invocation:
+    """``FORMAT-KIND``: a bad file (:data:`FILE_KINDS`) or a VOC file with a degenerate box."""
+    fmt, _, what = kind.partition("-")
+    if what == "degenerate-box":
+        bad = ws.tmp / "bad-box.xml"
+        bad.write_text("<annotation><filename>000001.png</filename><size><width>64</width><height>64</height></size>"
+                       "<object><name>shape</name><bndbox><xmin>9</xmin><ymin>9</ymin><xmax>5</xmax><ymax>20</ymax></bndbox></object></annotation>")
+    else:
+        bad = ws.bad_file(what, "json" if fmt == "labelstudio" else "xml")
+    return invocation(["convert", bad, "-o", ws.tmp / "out.json", "--from", fmt], bad)
+
+
+def convert_export_input(ws: Workspace, kind: str) -> Invocation:
+    bad = ws.bad_json(kind, ws.data.points_json)
+    return invocation(["convert", bad, "-o", ws.tmp / "out.xml", "--to", "cvat"], bad)
+
+
+def convert_output(ws: Workspace, output: Path) -> Invocation:
+    return invocation(["convert", ws.data.points_json, "-o", output, "--to", "cvat"], output, "-o")
+
+
 # A command that imports PyTorch takes about 4 s a case, the others under one. The light ones get
 # every bad JSON input and unwritable outputs; the PyTorch ones get the bad inputs that reach code
 # of their own (datasets as tensors, checkpoints, image headers, devices, output folders), each
@@ -645,6 +683,11 @@ CASES: list[Case] = [
     *cases("selftrain", "config", selftrain_config, ["missing"]),
     *output_cases("selftrain", "output", selftrain_output, None, unwritable=False),
     *output_cases("demo", "output", demo_output, None),
+    *cases("convert", "yolo-labels", convert_yolo_labels, list(YOLO_BAD_LINES)),
+    *cases("convert", "import", convert_import, ["cvat-malformed", "cvat-deep", "cvat-folder", "voc-malformed", "voc-degenerate-box",
+                                                 "labelstudio-malformed", "labelstudio-missing", "labelstudio-deep"]),
+    *cases("convert", "export-input", convert_export_input, JSON_KINDS),
+    *output_cases("convert", "output", convert_output, "out.xml"),
 ]
 
 
