@@ -37,7 +37,7 @@ def _run_simulate(args: argparse.Namespace) -> None:
     from pointsup.points.sampling import BOUNDARY_BIAS_PRESETS, BoundaryBias
     from pointsup.points.simulate import SimulationConfig, simulate_versions
     from pointsup.utils.atomic import write_json_atomic
-    from pointsup.utils.paths import refuse_output_over_input
+    from pointsup.utils.paths import refuse_existing_output, refuse_output_over_input
 
     if args.oversample is not None or args.importance is not None:
         preset = BOUNDARY_BIAS_PRESETS[args.boundary_bias] or BoundaryBias(3, 0.75)
@@ -59,9 +59,12 @@ def _run_simulate(args: argparse.Namespace) -> None:
     except ValueError as exc:
         raise CommandError(str(exc)) from None
     for version in range(1, args.versions + 1):
-        refuse_output_over_input(version_output_path(args.output, version, args.versions), [args.input], "-o")
+        output = version_output_path(args.output, version, args.versions)
+        refuse_output_over_input(output, [args.input], "-o")
+        refuse_existing_output(output, "-o", args.force)
     if args.stats_json:
         refuse_output_over_input(args.stats_json, [args.input], "--stats-json")
+        refuse_existing_output(args.stats_json, "--stats-json", args.force)
     coco = read_coco_json(args.input)
     _refuse_simulation_beyond_memory(len(coco.get("annotations", [])), args.num_points)
     all_statistics = {}
@@ -289,7 +292,7 @@ def _run_recipe(args: argparse.Namespace) -> None:
     from pointsup.engine.recipe_yaml import base_recipe_path, format_report, load_recipe_text, recipe_yaml
     from pointsup.points.format import PointFormatError
     from pointsup.utils.atomic import write_bytes_atomic
-    from pointsup.utils.paths import refuse_output_over_input
+    from pointsup.utils.paths import refuse_existing_output, refuse_output_over_input
 
     if args.base is not None:  # the model is the base recipe's: flags may only agree with it
         from pointsup.engine.config import load_config
@@ -312,8 +315,8 @@ def _run_recipe(args: argparse.Namespace) -> None:
         refuse_output_over_input(args.output, [args.dataset, args.base], "-o")
     if args.output is not None and args.output.is_dir():
         raise CommandError(f"{args.output} is a folder: give the YAML file to write")
-    if args.output is not None and args.output.exists() and not args.force:
-        raise CommandError(f"{args.output} exists: give --force to overwrite it")
+    if args.output is not None:
+        refuse_existing_output(args.output, "-o", args.force)
     if not args.images.is_dir():
         raise CommandError(f"images folder not found: {args.images}")
     base = args.base or base_recipe_path(args.architecture, args.mask_head or "maskrcnn", args.backbone)
@@ -386,6 +389,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="custom boundary bias: share of points taken near the boundary",
     )
     sim.add_argument("--stats-json", type=Path, default=None, help="also write the statistics as JSON")
+    sim.add_argument("--force", action="store_true", help="overwrite existing output files")
     sim.add_argument("-q", "--quiet", action="store_true", help="no progress bar or report")
     sim.set_defaults(handler=_run_simulate)
 

@@ -43,7 +43,7 @@ def points_of(coco: dict[str, Any]) -> list[tuple[Any, Any, Any]]:
 
 def simulate(tmp_path: Path, *extra: str, name: str = "out.json", source: Path = SIM_INPUT) -> Path:
     output = tmp_path / name
-    assert main(["simulate", str(source), "-o", str(output), "-q", *extra]) == 0
+    assert main(["simulate", str(source), "-o", str(output), "-q", "--force", *extra]) == 0
     return output
 
 
@@ -181,6 +181,16 @@ def test_simulate_is_deterministic(tmp_path: Path) -> None:
         first = simulate(tmp_path, *extra, name="a.json").read_bytes()
         second = simulate(tmp_path, *extra, name="b.json").read_bytes()
         assert first == second, extra
+
+
+def test_simulate_refuses_to_replace_an_existing_file_unasked(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    output = tmp_path / "out.json"
+    output.write_text("keep me")
+    status = main(["simulate", str(SIM_INPUT), "-o", str(output), "-q"])
+    assert_error(capsys, status, "simulate", f"-o {output} exists", "--force")
+    assert output.read_text() == "keep me"
+    assert main(["simulate", str(SIM_INPUT), "-o", str(output), "-q", "--force"]) == 0
+    assert output.read_text() != "keep me"
 
 
 def test_simulate_seed_changes_points(tmp_path: Path) -> None:

@@ -15,7 +15,7 @@ def run_convert(args: argparse.Namespace) -> None:
     from pointsup.formats.registry import export_points, import_annotations
     from pointsup.points.format import load_point_dataset
     from pointsup.utils.atomic import write_bytes_atomic, write_json_atomic
-    from pointsup.utils.paths import refuse_output_over_input
+    from pointsup.utils.paths import refuse_existing_output, refuse_output_over_input
 
     if args.names is not None and args.from_format != "yolo":
         raise CommandError("--names applies to --from yolo only")
@@ -24,8 +24,7 @@ def run_convert(args: argparse.Namespace) -> None:
     refuse_output_over_input(args.output, [args.input, args.names], "-o")
     if args.output.is_dir():
         raise CommandError(f"-o {args.output} is a folder: give the file to write")
-    if args.output.exists() and not args.force:
-        raise CommandError(f"-o {args.output} exists: give --force to overwrite it")
+    refuse_existing_output(args.output, "-o", args.force)
     if args.from_format is not None:
         result = import_annotations(args.from_format, args.input, args.images, names=args.names)
         assert result.coco is not None

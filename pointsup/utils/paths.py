@@ -1,4 +1,4 @@
-"""Refusing an output path that is one of a command's inputs.
+"""Refusing an output path that is one of a command's inputs, or that exists unasked.
 
 Every command that writes a file from input files calls :func:`refuse_output_over_input`
 before it reads or writes anything, so that ``pointsup simulate a.json -o a.json`` stops with
@@ -62,3 +62,14 @@ def refuse_output_over_input(
     for input_file in inputs:
         if input_file is not None and same_file(output, input_file):
             raise OutputOverInputError(option, output, input_file, folder)
+
+
+class OutputExistsError(PointsupError, FileExistsError):
+    """An output file that exists already, without ``--force`` (shown as one line by the CLI)."""
+
+
+def refuse_existing_output(output: str | os.PathLike[str], option: str, force: bool) -> None:
+    """Raise :class:`OutputExistsError` when ``output`` exists and ``force`` is not given: no
+    command replaces a file unasked."""
+    if not force and Path(output).exists():
+        raise OutputExistsError(f"{option} {output} exists: give --force to overwrite it")
