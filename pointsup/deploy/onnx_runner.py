@@ -25,25 +25,11 @@ from typing import Any
 
 import numpy as np
 
+from pointsup.data.sizes import shortest_edge_size
 from pointsup.deploy.resize import resize_like_torch
 
 #: Key of the exporter's JSON metadata in the ONNX file (``pointsup.deploy.export.METADATA_KEY``).
 METADATA_KEY = "pointsup"
-
-
-def shortest_edge_size(height: int, width: int, short_edge: int, max_size: int) -> tuple[int, int]:
-    """detectron2's test size, as ``pointsup.data.transforms.shortest_edge_size`` (a test checks
-    they agree): short side to ``short_edge``, long side at most ``max_size``, each side rounded
-    as ``int(x + 0.5)``. Returns ``(new_height, new_width)``."""
-    scale = short_edge / min(height, width)
-    if height < width:
-        new_height, new_width = float(short_edge), scale * width
-    else:
-        new_height, new_width = scale * height, float(short_edge)
-    if max(new_height, new_width) > max_size:
-        rescale = max_size / max(new_height, new_width)
-        new_height, new_width = new_height * rescale, new_width * rescale
-    return int(new_height + 0.5), int(new_width + 0.5)
 
 
 def resize_rgb(image: np.ndarray, height: int, width: int) -> np.ndarray:
