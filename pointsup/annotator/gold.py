@@ -20,6 +20,8 @@ import hashlib
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from pointsup.errors import PointsupError
+
 if TYPE_CHECKING:
     from pointsup.annotator.store import AnnotationStore
 
@@ -27,7 +29,7 @@ if TYPE_CHECKING:
 DEFAULT_TRAINING = 6
 
 
-class GoldError(ValueError):
+class GoldError(PointsupError, ValueError):
     """Gold questions asked of a session that cannot have them (no masks)."""
 
 

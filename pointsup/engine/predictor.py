@@ -135,8 +135,11 @@ def detect(trained: TrainedModel, samples: Sequence[Sample], transforms: Transfo
         return cast(list[Detections], trained.model(resized))
 
 
-class _ImageFiles(Dataset[Sample]):
-    """Image files decoded into test samples (in DataLoader workers when there are any)."""
+class _ImageFiles(Dataset["Sample | PointsupError"]):
+    """Image files decoded into test samples (in DataLoader workers when there are any).
+
+    A file that cannot be read comes back as its error, raised by the consumer: an error raised
+    inside a worker would reach the main process rewrapped, its one-line message lost."""
 
     def __init__(self, paths: Sequence[str | Path]) -> None:
         self.paths = list(paths)
@@ -144,12 +147,23 @@ class _ImageFiles(Dataset[Sample]):
     def __len__(self) -> int:
         return len(self.paths)
 
-    def __getitem__(self, index: int) -> Sample:
-        return make_sample(read_image(self.paths[index]), index, str(self.paths[index]))
+    def __getitem__(self, index: int) -> Sample | PointsupError:
+        try:
+            return make_sample(read_image(self.paths[index]), index, str(self.paths[index]))
+        except PointsupError as error:
+            return error
 
 
-def _keep_list(batch: list[Sample]) -> list[Sample]:
+def _keep_list(batch: list[Sample | PointsupError]) -> list[Sample | PointsupError]:
     return batch
+
+
+def _samples_or_raise(batch: list[Sample | PointsupError]) -> list[Sample]:
+    """The batch's samples; the first unreadable file's error is raised here, in this process."""
+    for item in batch:
+        if isinstance(item, PointsupError):
+            raise item
+    return [item for item in batch if isinstance(item, Sample)]
 
 
 def predict_files(
@@ -178,7 +192,8 @@ def predict_files(
         prefetch_factor=2 if num_workers else None,
         persistent_workers=False,
     )
-    for samples in loader:
+    for batch in loader:
+        samples = _samples_or_raise(batch)
         for sample, detections in zip(samples, detect(trained, samples, transforms)):
             yield Path(sample.file_name), sample, detections
 
