@@ -152,3 +152,23 @@ def start_server(dataset: Path, images: Path, *args: str) -> ServerProcess:
             return ServerProcess(process, match.group(1), "".join(printed))
     process.kill()
     raise AssertionError(f"the server did not start: {process.stderr.read() if process.stderr else ''}")
+
+
+#: the browser tests' window unless a test says otherwise
+DEFAULT_VIEWPORT = {"width": 1100, "height": 760}
+
+
+def open_page(
+    browser: Any, url: str, viewport: dict[str, int] | None = None, first_visit: bool = False, **options: Any
+) -> tuple[Any, list[str]]:
+    """A page at ``url`` in a fresh browser context, and the list its script errors and console
+    errors are collected in. Unless ``first_visit``, the first-use instructions count as read."""
+    context = browser.new_context(viewport=viewport or DEFAULT_VIEWPORT, **options)
+    if not first_visit:
+        context.add_init_script("localStorage.setItem('pointsup-instructions-read', '1')")
+    page = context.new_page()
+    problems: list[str] = []
+    page.on("pageerror", lambda error: problems.append(str(error)))
+    page.on("console", lambda message: problems.append(message.text) if message.type == "error" else None)
+    page.goto(url)
+    return page, problems

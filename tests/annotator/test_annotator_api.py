@@ -7,9 +7,9 @@ import threading
 from pathlib import Path
 
 import pytest
+from annotator_testing import Api, answer_all, true_labels
 from PIL import Image
 
-from annotator_testing import Api, answer_all, true_labels
 from pointsup.annotator.export import export_points
 from pointsup.annotator.server import AnnotationServer, serving_in_background
 from pointsup.annotator.store import AnnotationStore, open_session

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from annotator_testing import true_labels
+from annotator_testing import open_page, true_labels
 
 from pointsup.annotator.browser import browser_unavailable_reason
 from pointsup.annotator.gold import GoldPlan
@@ -22,17 +22,6 @@ pytestmark = pytest.mark.skipif(UNAVAILABLE is not None, reason=f"no headless br
 
 KEYS = {"object": "f", "background": "j", "unsure": "u"}
 OTHER = {"object": "background", "background": "object"}
-
-
-def open_page(browser: Any, url: str) -> tuple[Any, list[str]]:
-    context = browser.new_context(viewport={"width": 1100, "height": 760})
-    context.add_init_script("localStorage.setItem('pointsup-instructions-read', '1')")
-    page = context.new_page()
-    problems: list[str] = []
-    page.on("pageerror", lambda error: problems.append(str(error)))
-    page.on("console", lambda message: problems.append(message.text) if message.type == "error" else None)
-    page.goto(url)
-    return page, problems
 
 
 def on_screen(page: Any) -> str:

@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from annotator_testing import open_page  # noqa: E402
 from PIL import Image
 
 from pointsup.annotator.browser import browser_unavailable_reason
@@ -61,13 +62,7 @@ def dark_session(tmp_path: Path) -> Iterator[tuple[AnnotationServer, AnnotationS
 
 
 def open_ready(browser: Any, url: str, viewport: dict[str, int], **options: Any) -> tuple[Any, list[str]]:
-    context = browser.new_context(viewport=viewport, **options)
-    context.add_init_script("localStorage.setItem('pointsup-instructions-read', '1')")
-    page = context.new_page()
-    problems: list[str] = []
-    page.on("pageerror", lambda error: problems.append(str(error)))
-    page.on("console", lambda message: problems.append(message.text) if message.type == "error" else None)
-    page.goto(url)
+    page, problems = open_page(browser, url, viewport, **options)
     page.wait_for_selector("body[data-state=ready]")
     return page, problems
 

@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from annotator_testing import open_page as open_fresh_page
 from annotator_testing import start_server, true_labels
 from PIL import Image
 
@@ -41,13 +42,7 @@ RADIUS = 20
 
 def open_page(browser: Any, url: str) -> tuple[Any, list[str]]:
     """A page in a fresh browser context (its own storage: a first visit)."""
-    context = browser.new_context(viewport={"width": 1100, "height": 760})
-    page = context.new_page()
-    problems: list[str] = []
-    page.on("pageerror", lambda error: problems.append(str(error)))
-    page.on("console", lambda message: problems.append(message.text) if message.type == "error" else None)
-    page.goto(url)
-    return page, problems
+    return open_fresh_page(browser, url, first_visit=True)
 
 
 def read_instructions(page: Any) -> str:

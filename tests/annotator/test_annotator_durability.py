@@ -10,8 +10,8 @@ import time
 from pathlib import Path
 
 import pytest
-
 from annotator_testing import Api, start_server, true_labels
+
 from pointsup.annotator.store import LABEL_CODES, AnnotationStore
 from pointsup.data.synthetic import SyntheticDataset
 

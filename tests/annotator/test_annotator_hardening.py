@@ -9,12 +9,12 @@ import socket
 import sqlite3
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import pytest
-
 from annotator_testing import Api, true_labels
+
 from pointsup.annotator.server import AnnotationServer, escape_for_log, serving_in_background
 from pointsup.annotator.store import AnnotationStore, open_session
 from pointsup.data.synthetic import SyntheticDataset

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from annotator_testing import Api
 from PIL import Image
 
-from annotator_testing import Api
 from pointsup.annotator.images import browser_image_bytes, strip_jpeg_exif, strip_png_exif
 from pointsup.annotator.server import AnnotationServer, serving_in_background
 from pointsup.annotator.store import open_session

@@ -7,12 +7,12 @@ import json
 import os
 import shutil
 import socket
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import pytest
-
 from annotator_testing import Api, start_server
+
 from pointsup.annotator.server import MAX_BODY_BYTES, AnnotationServer, serving_in_background
 from pointsup.annotator.store import AnnotationStore, open_session
 from pointsup.data.synthetic import SyntheticDataset

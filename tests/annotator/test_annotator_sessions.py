@@ -12,8 +12,8 @@ import time
 from pathlib import Path
 
 import pytest
-
 from annotator_testing import Api
+
 from pointsup.annotator.api import RECHECK_MIN_MS
 from pointsup.annotator.export import export_points
 from pointsup.annotator.images import ImageFolderError
