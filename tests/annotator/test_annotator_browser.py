@@ -93,6 +93,7 @@ def test_label_with_keyboard_reload_continue_and_export(
     page.wait_for_selector(f'body[data-state=ready]:not([data-point-key="{last[0]}:{last[1]}"])')
     undone = current_point(page)
     assert given.pop(undone) == "unsure"
+    page.wait_for_selector('body[data-pending="0"]')  # answers are sent in the background
     assert len(store.live_answers()) == len(given)
     assert page.inner_text("#status") == "last answer undone"
     label_next()
@@ -116,6 +117,7 @@ def test_label_with_keyboard_reload_continue_and_export(
     total = store.settings.num_objects * store.settings.num_points
     assert page.inner_text("#counter") == f"you: {total} points, {store.settings.num_objects} objects"  # not stale
     latencies += page.evaluate("window.pointsupLatencies")
+    page.wait_for_selector('body[data-pending="0"]')
     page.close()
     assert not problems, problems
 
