@@ -101,3 +101,27 @@ def test_the_quick_commands_run_as_written(tmp_path: Path, monkeypatch: pytest.M
     config, overrides = config_and_overrides(train_on_recipe)
     resolved = load_config(config, overrides)
     assert resolved.data.val_json == "data/val.json" and Path(str(resolved.data.train_json)).samefile("data/train.json")
+
+
+def heading_anchors(markdown: str) -> set[str]:
+    """GitHub's anchors of a Markdown text's headings: lower case, punctuation dropped, spaces to '-'."""
+    headings = re.findall(r"^#+ (.+)$", markdown, re.M)
+    return {re.sub(r"[^a-z0-9 _-]", "", h.lower()).replace(" ", "-") for h in headings}
+
+
+def test_links_from_the_readme_and_docs_lead_somewhere() -> None:
+    """Every relative link of the README and docs/ names an existing file, and every #anchor a heading."""
+    documents = [README, *sorted((REPO_ROOT / "docs").glob("*.md"))]
+    broken = []
+    for document in documents:
+        text = document.read_text(encoding="utf-8")
+        for target in re.findall(r"\]\(([^)\s]+)\)", text):
+            if re.match(r"[a-z]+:", target):
+                continue  # an external link
+            path, _, anchor = target.partition("#")
+            linked = (document.parent / path).resolve() if path else document
+            if not linked.exists():
+                broken.append(f"{document.name}: {target} (no such file)")
+            elif anchor and linked.suffix == ".md" and anchor not in heading_anchors(linked.read_text(encoding="utf-8")):
+                broken.append(f"{document.name}: {target} (no such heading)")
+    assert not broken, broken
