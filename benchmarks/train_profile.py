@@ -43,11 +43,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.train_throughput import fail, training_data  # noqa: E402
-from pointsup.data.loader import build_train_loader  # noqa: E402
-from pointsup.engine.builders import train_transforms  # noqa: E402
-from pointsup.engine.config import ConfigError, load_config  # noqa: E402
-from pointsup.engine.distributed import DeviceError, DistributedContext, reduce_dict, resolve_device  # noqa: E402
+from benchmarks.train_throughput import benchmark_trainer, fail, training_data  # noqa: E402
+from pointsup.engine.distributed import DeviceError, reduce_dict, resolve_device  # noqa: E402
 from pointsup.engine.trainer import Trainer  # noqa: E402
 from pointsup.utils.atomic import write_json_atomic  # noqa: E402
 
@@ -130,25 +127,9 @@ def logged_values(outputs: dict[str, torch.Tensor]) -> dict[str, float]:
 
 def profile(args: argparse.Namespace, train_json: Path, images: Path, scratch: Path) -> tuple[list[dict], str]:
     device = resolve_device(args.device)
-    overrides = [
-        "seed=0",
-        f"device={device}",
-        "supervision=points",
-        f"data.train_json={train_json}",
-        f"data.train_images={images}",
-        "data.val_json=",
-        f"data.num_workers={args.workers}",
-        f"solver.max_iter={args.warmup + args.iterations}",
-        *([f"solver.ims_per_batch={args.batch}"] if args.batch else []),
-        *args.overrides,
-    ]
-    try:
-        config = load_config(args.config, overrides)
-    except ConfigError as error:
-        fail(f"--config {args.config}: {error.one_line()}")
-    trainer = Trainer(config, scratch / "run", DistributedContext(0, 1, 0, device), resume=False)
-    loader = build_train_loader(trainer.train_set, train_transforms(config), config.solver.ims_per_batch, args.workers, seed=0)
-    trainer.ddp_model.train()
+    settings = [f"solver.ims_per_batch={args.batch}"] if args.batch else []
+    trainer, loader = benchmark_trainer(args, device, train_json, images, scratch / "run", settings)
+    config = trainer.config
     timer = StageTimer(device)
     instrument(trainer, timer)
     iterations: list[dict[str, float]] = []

@@ -39,7 +39,9 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
+from typing import NoReturn
 
 import torch
 
@@ -53,13 +55,14 @@ from pointsup.engine.distributed import DeviceError, DistributedContext, resolve
 from pointsup.engine.trainer import Trainer  # noqa: E402
 from pointsup.points.format import read_coco_json  # noqa: E402
 from pointsup.points.simulate import SimulationConfig, simulate  # noqa: E402
+from pointsup.structures.instances import Sample  # noqa: E402
 from pointsup.utils.atomic import write_json_atomic  # noqa: E402
 
 DEFAULT_RECIPE = "mask_rcnn_R_50_FPN_1x_points"
 PRECISIONS = ("fp32", "amp")
 
 
-def fail(message: str) -> None:
+def fail(message: str) -> NoReturn:
     print(f"error: {message}", file=sys.stderr)
     raise SystemExit(2)
 
@@ -92,35 +95,49 @@ def synchronize(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
+def benchmark_trainer(
+    args: argparse.Namespace, device: torch.device, train_json: Path, images: Path, run_dir: Path, settings: list[str]
+) -> tuple[Trainer, Iterator[list[Sample]]]:
+    """The trainer of ``args.config`` on the P10 data, without validation, for ``args.warmup +
+    args.iterations`` iterations, in training mode, and its data stream. ``settings`` are
+    overrides of the caller's; the command line's ``KEY=VALUE`` come last."""
+    overrides = [
+        "seed=0",
+        f"device={device}",
+        "supervision=points",
+        f"data.train_json={train_json}",
+        f"data.train_images={images}",
+        "data.val_json=",
+        f"data.num_workers={args.workers}",
+        f"solver.max_iter={args.warmup + args.iterations}",
+        *settings,
+        *args.overrides,
+    ]
+    try:
+        config = load_config(args.config, overrides)
+    except ConfigError as error:
+        fail(f"--config {args.config}: {error.one_line()}")
+    trainer = Trainer(config, run_dir, DistributedContext(0, 1, 0, device), resume=False)
+    loader = build_train_loader(trainer.train_set, train_transforms(config), config.solver.ims_per_batch, args.workers, seed=0)
+    trainer.ddp_model.train()
+    return trainer, loader
+
+
 class Runner:
     """One precision's trainer and data stream."""
 
     def __init__(self, args: argparse.Namespace, precision: str, train_json: Path, images: Path, scratch: Path):
         self.precision = precision
         self.device = resolve_device(args.device)
-        overrides = [
-            "seed=0",
-            f"device={self.device}",
-            "supervision=points",
+        amp = str(precision == "amp").lower()
+        settings = [
             "model.backbone_weights=",
             "model.weights=",
-            f"data.train_json={train_json}",
-            f"data.train_images={images}",
-            "data.val_json=",
-            f"data.num_workers={args.workers}",
             f"solver.ims_per_batch={args.batch}",
-            f"solver.amp={str(precision == 'amp').lower()}",
-            f"solver.amp_cpu={str(precision == 'amp').lower()}",
-            f"solver.max_iter={args.warmup + args.iterations}",
-            *args.overrides,
+            f"solver.amp={amp}",
+            f"solver.amp_cpu={amp}",
         ]
-        try:
-            config = load_config(args.config, overrides)
-        except ConfigError as error:
-            fail(f"--config {args.config}: {error.one_line()}")
-        self.trainer = Trainer(config, scratch / precision, DistributedContext(0, 1, 0, self.device), resume=False)
-        self.loader = build_train_loader(self.trainer.train_set, train_transforms(config), args.batch, args.workers, seed=0)
-        self.trainer.ddp_model.train()
+        self.trainer, self.loader = benchmark_trainer(args, self.device, train_json, images, scratch / precision, settings)
         self.times: list[float] = []
         self.peak_mb = 0.0
 
