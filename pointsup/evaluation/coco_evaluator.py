@@ -1,4 +1,4 @@
-"""COCO box and mask AP of :class:`~pointsup.structures.Detections`, with pycocotools.
+"""COCO box and mask AP of :class:`~pointsup.structures.Detections`, with faster-coco-eval or pycocotools.
 
 :class:`COCOEvaluator` collects per-image detections as COCO result dicts (``bbox`` as xywh,
 ``segmentation`` as a compressed RLE pasted at threshold 0.5, ``category_id`` mapped back from
@@ -10,12 +10,18 @@ ranges) and the AP of every category by name. A metric with no ground truth to m
 
 For ``segm`` the result area is the mask's pixel count (pycocotools' ``loadRes`` would use the box
 area when a result also carries a box; detectron2 drops the box for the same reason).
+
+``COCOeval`` comes from faster-coco-eval when it is installed (the same numbers, computed in C++),
+else from pycocotools; ``backend="pycocotools"`` or ``POINTSUP_COCO_EVAL=pycocotools`` forces the
+latter (:mod:`pointsup.evaluation.coco_backend`). The metrics of every task record which one ran
+(``"backend": "faster_coco_eval 1.8.0"``), and the choice is logged.
 """
 
 from __future__ import annotations
 
 import contextlib
 import io
+import logging
 import math
 import os
 from collections.abc import Sequence
@@ -25,10 +31,9 @@ from typing import Any
 import numpy as np
 import torch.distributed as dist
 from pycocotools import mask as mask_utils
-from pycocotools.coco import COCO
-from pycocotools.cocoeval import COCOeval
 
 from pointsup.errors import PointsupError
+from pointsup.evaluation.coco_backend import CocoBackend, coco_backend
 from pointsup.modeling.postprocess import masks_to_rles
 from pointsup.points.format import read_coco_json
 from pointsup.points.rle import segmentation_to_rle
@@ -39,6 +44,10 @@ TASKS = ("bbox", "segm")
 SUMMARY_METRICS = ("AP", "AP50", "AP75", "APs", "APm", "APl")
 RESULTS_FILE = "coco_instances_results.json"
 METRICS_FILE = "metrics.json"
+#: the key, in each task's metrics, of the library that computed them ("faster_coco_eval 1.8.0")
+BACKEND_KEY = "backend"
+
+log = logging.getLogger(__name__)
 
 
 class GroundTruthError(PointsupError, ValueError):
@@ -58,8 +67,8 @@ def check_has_masks(data: dict[str, Any], path: str | os.PathLike[str]) -> None:
         )
 
 
-def load_ground_truth(path: str | os.PathLike[str], needs_masks: bool) -> COCO:
-    """A pycocotools ``COCO`` of ``path`` built without printing.
+def load_ground_truth(path: str | os.PathLike[str], needs_masks: bool, backend: CocoBackend | None = None) -> Any:
+    """A ``COCO`` of ``path`` built without printing, of ``backend`` (default: :func:`coco_backend`'s choice).
 
     Annotations without ``area`` get the area of their mask (or box, when evaluating boxes only).
 
@@ -75,11 +84,7 @@ def load_ground_truth(path: str | os.PathLike[str], needs_masks: bool) -> COCO:
     for ann in annotations:
         if "area" not in ann:
             ann["area"] = _annotation_area(ann, images.get(ann.get("image_id")), needs_masks)
-    ground_truth = COCO()
-    ground_truth.dataset = data
-    with contextlib.redirect_stdout(io.StringIO()):
-        ground_truth.createIndex()
-    return ground_truth
+    return (backend or coco_backend()).coco(data)
 
 
 def _annotation_area(ann: dict, image: dict | None, from_mask: bool) -> float:
@@ -99,6 +104,9 @@ class COCOEvaluator:
             ``metrics.json``; None writes nothing.
         tasks: a subset of ``("bbox", "segm")``.
         mask_threshold: probability at which a pasted mask pixel is on.
+        backend: the COCO evaluation library, ``"auto"``, ``"faster_coco_eval"`` or
+            ``"pycocotools"`` (None: ``$POINTSUP_COCO_EVAL``, else auto; see
+            :func:`~pointsup.evaluation.coco_backend.coco_backend`).
     """
 
     def __init__(
@@ -108,15 +116,17 @@ class COCOEvaluator:
         output_dir: str | os.PathLike[str] | None = None,
         tasks: Sequence[str] = TASKS,
         mask_threshold: float = 0.5,
+        backend: str | None = None,
     ) -> None:
         unknown = [t for t in tasks if t not in TASKS]
         if unknown or not tasks:
             raise ValueError(f"tasks must be a non-empty subset of {TASKS}, got {tuple(tasks)}")
+        self.backend = coco_backend(backend)
         self.ground_truth_json = Path(ground_truth_json)
         self.tasks = tuple(dict.fromkeys(tasks))
         self.output_dir = None if output_dir is None else Path(output_dir)
         self.mask_threshold = mask_threshold
-        self.ground_truth = load_ground_truth(self.ground_truth_json, needs_masks="segm" in self.tasks)
+        self.ground_truth = load_ground_truth(self.ground_truth_json, needs_masks="segm" in self.tasks, backend=self.backend)
         self.category_ids = np.asarray(list(label_to_category_id), dtype=np.int64)
         missing = sorted(set(self.category_ids.tolist()) - set(self.ground_truth.getCatIds()))
         if missing:
@@ -191,7 +201,8 @@ class COCOEvaluator:
 
         Returns:
             ``{task: {"AP", "AP50", "AP75", "APs", "APm", "APl": percent or NaN,
-            "per_category": {name: percent or NaN}}}`` on rank 0; ``{}`` on other ranks.
+            "per_category": {name: percent or NaN}, "backend": "library version"}}`` on rank 0;
+            ``{}`` on other ranks.
 
         Raises:
             ValueError: no image was processed.
@@ -203,7 +214,8 @@ class COCOEvaluator:
             raise ValueError(f"no image was processed; nothing to evaluate against {self.ground_truth_json}")
         image_ids = sorted(by_image)
         results = [result for image_id in image_ids for result in by_image[image_id]]
-        metrics = {task: evaluate_task(self.ground_truth, results, task, image_ids) for task in self.tasks}
+        log.info("COCO evaluation of %d images with %s", len(image_ids), self.backend.label)
+        metrics = {task: evaluate_task(self.ground_truth, results, task, image_ids, self.backend) for task in self.tasks}
         if self.output_dir is not None:
             write_json_atomic(self.output_dir / RESULTS_FILE, results)
             write_json_atomic(self.output_dir / METRICS_FILE, metrics, indent=2)
@@ -223,8 +235,8 @@ def _mask_areas(rles: list[dict[str, Any]]) -> list[float]:
     return areas
 
 
-def _result_coco(ground_truth: COCO, results: list[dict[str, Any]], task: str) -> COCO:
-    """A pycocotools ``COCO`` of the results for one task (empty results allowed)."""
+def _result_coco(ground_truth: Any, results: list[dict[str, Any]], task: str, backend: CocoBackend) -> Any:
+    """A ``COCO`` of ``backend`` holding the results for one task (empty results allowed)."""
     annotations = []
     if task == "segm":
         areas = _mask_areas([r["segmentation"] for r in results])
@@ -243,20 +255,24 @@ def _result_coco(ground_truth: COCO, results: list[dict[str, Any]], task: str) -
             ann["segmentation"] = result["segmentation"]
             ann["area"] = float(areas[number - 1])
         annotations.append(ann)
-    detections = COCO()
-    detections.dataset = {
+    dataset = {
         "images": ground_truth.dataset["images"],
         "categories": ground_truth.dataset["categories"],
         "annotations": annotations,
     }
-    with contextlib.redirect_stdout(io.StringIO()):
-        detections.createIndex()
-    return detections
+    return backend.coco(dataset)
 
 
-def evaluate_task(ground_truth: COCO, results: list[dict[str, Any]], task: str, image_ids: Sequence[int]) -> dict[str, Any]:
-    """Run ``COCOeval`` for ``task`` on ``image_ids`` and return the percent metrics."""
-    evaluator = COCOeval(ground_truth, _result_coco(ground_truth, results, task), iouType=task)
+def evaluate_task(
+    ground_truth: Any, results: list[dict[str, Any]], task: str, image_ids: Sequence[int], backend: CocoBackend | None = None
+) -> dict[str, Any]:
+    """Run ``COCOeval`` for ``task`` on ``image_ids`` and return the percent metrics.
+
+    ``ground_truth`` is a ``COCO`` of ``backend`` (default: :func:`coco_backend`'s choice), e.g.
+    from :func:`load_ground_truth` with the same backend.
+    """
+    backend = backend or coco_backend()
+    evaluator = backend.cocoeval(ground_truth, _result_coco(ground_truth, results, task, backend), task)
     evaluator.params.imgIds = list(image_ids)
     with contextlib.redirect_stdout(io.StringIO()):
         evaluator.evaluate()
@@ -272,6 +288,7 @@ def evaluate_task(ground_truth: COCO, results: list[dict[str, Any]], task: str, 
         values = values[values > -1]
         per_category[name] = float(np.mean(values)) * 100.0 if values.size else math.nan
     metrics["per_category"] = per_category
+    metrics[BACKEND_KEY] = backend.label
     return metrics
 
 
@@ -280,7 +297,7 @@ def _percent(value: float) -> float:
     return math.nan if value < 0 else float(value) * 100.0
 
 
-def _category_names(ground_truth: COCO, category_ids: Sequence[int]) -> list[str]:
+def _category_names(ground_truth: Any, category_ids: Sequence[int]) -> list[str]:
     """Category names in ``category_ids`` order; a repeated name gets its id appended."""
     names = [str(ground_truth.cats[cid].get("name", cid)) for cid in category_ids]
     return [f"{name} (id {cid})" if names.count(name) > 1 else name for name, cid in zip(names, category_ids)]

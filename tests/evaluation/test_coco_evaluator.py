@@ -21,6 +21,7 @@ from torchvision.ops import roi_align
 
 from pointsup.data.synthetic import CATEGORY_NAMES, generate_synthetic_dataset
 from pointsup.evaluation import COCOEvaluator, format_ap_table, format_per_category_table
+from pointsup.evaluation.coco_backend import ENV_VAR, faster_coco_eval_available
 from pointsup.points.format import read_coco_json
 from pointsup.points.simulate import SimulationConfig, simulate
 from pointsup.structures import Detections
@@ -41,7 +42,9 @@ def label_map(gt_json: Path) -> list[int]:
     return [c["id"] for c in read_coco_json(gt_json)["categories"]]
 
 
-def ground_truth_detections(gt_json: Path, grid_size: int = 28, shift: float = 0.0, shift_category: int | None = None) -> dict[int, Detections]:
+def ground_truth_detections(
+    gt_json: Path, grid_size: int = 28, shift: float = 0.0, shift_category: int | None = None
+) -> dict[int, Detections]:
     """Per image: GT boxes with score 1 and the GT masks resampled into their boxes
     (aligned RoIAlign, grid_size^2); boxes of ``shift_category`` (all if None) moved by ``shift``."""
     coco = read_coco_json(gt_json)
@@ -56,8 +59,11 @@ def ground_truth_detections(gt_json: Path, grid_size: int = 28, shift: float = 0
         moved = torch.tensor([shift_category is None or a["category_id"] == shift_category for a in anns])
         boxes[moved] += shift
         detections[image["id"]] = Detections(
-            boxes=boxes, scores=torch.ones(len(anns)), classes=torch.tensor([labels[a["category_id"]] for a in anns]),
-            mask_probs=probs, image_size=(image["height"], image["width"]),
+            boxes=boxes,
+            scores=torch.ones(len(anns)),
+            classes=torch.tensor([labels[a["category_id"]] for a in anns]),
+            mask_probs=probs,
+            image_size=(image["height"], image["width"]),
         )
     return detections
 
@@ -101,7 +107,9 @@ def test_per_category_ap_follows_the_category_that_was_shifted(dataset):
 def test_no_detections_give_zero_ap_and_files(dataset, tmp_path):
     detections = ground_truth_detections(dataset)
     empty = {
-        image_id: Detections(torch.zeros(0, 4), torch.zeros(0), torch.zeros(0, dtype=torch.int64), torch.zeros(0, 28, 28), d.image_size)
+        image_id: Detections(
+            torch.zeros(0, 4), torch.zeros(0), torch.zeros(0, dtype=torch.int64), torch.zeros(0, 28, 28), d.image_size
+        )
         for image_id, d in detections.items()
     }
     metrics = evaluate(dataset, empty, tmp_path)
@@ -251,3 +259,33 @@ def test_more_than_255_mask_detections_are_evaluated(dataset):
     assert len(many) > 255
     metrics = evaluate(dataset, {image_id: many})
     assert metrics["segm"]["AP"] > 90.0
+
+
+@pytest.mark.parametrize("shift", [0.0, 2.0])
+def test_both_backends_give_the_same_metrics_and_say_which_ran(dataset, tmp_path, shift):
+    if not faster_coco_eval_available():
+        pytest.skip("faster-coco-eval is not installed")
+    detections = ground_truth_detections(dataset, shift=shift)
+    reference = evaluate(dataset, detections, tmp_path, backend="pycocotools")
+    assert json.loads((tmp_path / "metrics.json").read_text())["segm"]["backend"].startswith("pycocotools ")
+    faster = evaluate(dataset, detections, backend="faster_coco_eval")
+    for task in ("bbox", "segm"):
+        assert reference[task]["backend"].startswith("pycocotools ") and faster[task]["backend"].startswith("faster_coco_eval ")
+        np.testing.assert_allclose([faster[task][m] for m in SUMMARY], [reference[task][m] for m in SUMMARY], rtol=0, atol=1e-9)
+        names = list(reference[task]["per_category"])
+        assert list(faster[task]["per_category"]) == names
+        np.testing.assert_allclose(
+            [faster[task]["per_category"][n] for n in names],
+            [reference[task]["per_category"][n] for n in names],
+            rtol=0,
+            atol=1e-9,
+        )
+
+
+def test_environment_forces_pycocotools(dataset, monkeypatch, caplog):
+    monkeypatch.setenv(ENV_VAR, "pycocotools")
+    with caplog.at_level("INFO", logger="pointsup.evaluation.coco_evaluator"):
+        metrics = evaluate(dataset, ground_truth_detections(dataset))
+    assert metrics["bbox"]["backend"].startswith("pycocotools ") and metrics["segm"]["backend"] == metrics["bbox"]["backend"]
+    assert f"with {metrics['bbox']['backend']}" in caplog.text
+    assert "backend" not in format_ap_table(metrics) and set(metrics) == {"bbox", "segm"}

@@ -39,8 +39,18 @@ def ground_truth() -> COCO:
     dataset = {
         "images": [{"id": i, "height": HEIGHT, "width": WIDTH, "file_name": f"{i}.png"} for i in (1, 2)],
         "categories": [{"id": 1, "name": "a"}, {"id": 2, "name": "b"}],
-        "annotations": [{"id": a, "image_id": i, "category_id": c, "segmentation": rle(m), "bbox": box,
-                         "area": float(m.sum()), "iscrowd": crowd} for a, i, c, m, box, crowd in anns],
+        "annotations": [
+            {
+                "id": a,
+                "image_id": i,
+                "category_id": c,
+                "segmentation": rle(m),
+                "bbox": box,
+                "area": float(m.sum()),
+                "iscrowd": crowd,
+            }
+            for a, i, c, m, box, crowd in anns
+        ],
     }
     coco = COCO()
     coco.dataset = json.loads(json.dumps(dataset))

@@ -26,8 +26,10 @@ def detections(scores: list[float]) -> Detections:
     disc = ((grid[:, None] ** 2 + grid[None, :] ** 2) < 0.6).float()
     return Detections(
         boxes=torch.tensor([[10.0, 30.0, 50.0, 70.0], [70.0, 40.0, 110.0, 90.0]]),
-        scores=torch.tensor(scores), classes=torch.tensor([0, 1]),
-        mask_probs=torch.stack([disc, disc]), image_size=(120, 160),
+        scores=torch.tensor(scores),
+        classes=torch.tensor([0, 1]),
+        mask_probs=torch.stack([disc, disc]),
+        image_size=(120, 160),
     )
 
 
@@ -41,7 +43,7 @@ def test_masks_change_colour_and_far_pixels_do_not():
         assert masks[k, (y0 + y1) // 2, (x0 + x1) // 2] and np.abs(centre.astype(int) - 128).max() > 20
     far = np.ones((120, 160), dtype=bool)
     for x0, y0, x1, y1 in dets.boxes.int().tolist():
-        far[max(0, y0 - 16):y1 + 4, max(0, x0 - 4):max(x1, x0 + 70) + 4] = False  # box, outline, label above
+        far[max(0, y0 - 16) : y1 + 4, max(0, x0 - 4) : max(x1, x0 + 70) + 4] = False  # box, outline, label above
     assert far.mean() > 0.5 and (drawn[far] == 128).all()
     # a mask is one flat tint, between the grey and its palette colour
     tints = np.unique(drawn[masks[1]].reshape(-1, 3), axis=0)
@@ -83,4 +85,6 @@ def test_save_overlay_writes_a_png(tmp_path):
     path = save_overlay(tmp_path / "sub" / "overlay.png", grey_image(), detections([0.9, 0.7]), {0: "ring", 1: "star"})
     with Image.open(path) as image:
         assert image.format == "PNG" and image.size == (160, 120)
-        np.testing.assert_array_equal(np.asarray(image.convert("RGB")), np.asarray(draw_detections(grey_image(), detections([0.9, 0.7]), NAMES)))
+        np.testing.assert_array_equal(
+            np.asarray(image.convert("RGB")), np.asarray(draw_detections(grey_image(), detections([0.9, 0.7]), NAMES))
+        )
