@@ -25,7 +25,7 @@ import re
 import sys
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import NoReturn, Union
+from typing import NoReturn
 
 from pointsup.data.split import split_by_image_id
 from pointsup.data.synthetic import generate_synthetic_dataset
@@ -63,7 +63,7 @@ def fail(message: str) -> NoReturn:
 @dataclass(frozen=True)
 class Recipe:
     """A training recipe: its file, its mask head (one of :data:`HEADS`) and the backbone label
-    recorded with its runs ("lite0"/"R18" for the built-in recipes, ``model.backbone`` otherwise)."""
+    recorded with its runs ("lite0"/"R18" for the built-in recipes, ``model.backbone.name`` otherwise)."""
 
     path: Path
     head: str
@@ -83,7 +83,7 @@ class CustomDataset:
 
 
 #: a built-in dataset's name, or a dataset given on the command line
-Dataset = Union[str, CustomDataset]
+Dataset = str | CustomDataset
 
 
 def dataset_name(dataset: Dataset) -> str:
@@ -150,8 +150,10 @@ def head_config(data: BenchmarkData, mask_head: str) -> Path:
     if data.recipes:
         recipe = next((r for r in data.recipes if r.head == mask_head), None)
         if recipe is None:
-            fail(f"{data.name}: no --config recipe with mask head {mask_head} "
-                 f"(given: {', '.join(f'{r.path} ({r.head})' for r in data.recipes)})")
+            fail(
+                f"{data.name}: no --config recipe with mask head {mask_head} "
+                f"(given: {', '.join(f'{r.path} ({r.head})' for r in data.recipes)})"
+            )
         return recipe.path
     return builtin_recipe(data.name, data.backbone, mask_head).path
 
@@ -164,8 +166,8 @@ def read_recipe(path: Path) -> Recipe:
         config = load_config(path)
     except ConfigError as error:
         fail(f"--config {path}: {error}")
-    head = "condinst" if config.model.architecture == "condinst" else config.model.mask_head
-    return Recipe(path.resolve(), head, str(config.model.backbone))
+    head = "condinst" if config.model.architecture == "condinst" else config.model.mask_head.name
+    return Recipe(path.resolve(), head, str(config.model.backbone.name))
 
 
 def planned_iterations(recipe: Recipe, overrides: list[str]) -> int:
@@ -211,8 +213,9 @@ def prepare(dataset: Dataset, work_dir: Path, seed: int = 0, synthetic_images: i
         train_masks, val_json = dataset.train_json, dataset.val_json
         train_images, val_images, recipes = dataset.train_images, dataset.val_images, dataset.recipes
     elif name == "synthetic":
-        data = generate_synthetic_dataset(work_dir / "synthetic", num_images=synthetic_images, seed=seed, image_size=320,
-                                          show_progress=False)
+        data = generate_synthetic_dataset(
+            work_dir / "synthetic", num_images=synthetic_images, seed=seed, image_size=320, show_progress=False
+        )
         train_masks, val_json, train_images, val_images = data.train_json, data.val_json, data.image_dir, data.image_dir
     elif name == "balloon":
         root = SHARED_DATASETS / "balloon"
@@ -238,15 +241,21 @@ def prepare(dataset: Dataset, work_dir: Path, seed: int = 0, synthetic_images: i
     points = simulate(coco, SimulationConfig(num_points=10, seed=seed), source=str(train_masks))
     train_points = work_dir / f"{name}_train_p10.json"
     write_json_atomic(train_points, points.coco)
-    return BenchmarkData(name, Path(train_masks), train_points, Path(train_images), Path(val_json), Path(val_images),
-                         backbone, recipes)
+    return BenchmarkData(
+        name, Path(train_masks), train_points, Path(train_images), Path(val_json), Path(val_images), backbone, recipes
+    )
 
 
 def data_overrides(data: BenchmarkData, supervision: str) -> list[str]:
     """Config overrides that train ``supervision`` on ``data`` and evaluate on its masked val split."""
     train_json = data.train_points if supervision == "points" else data.train_masks
-    return [f"supervision={supervision}", f"data.train_json={train_json}", f"data.train_images={data.train_images}",
-            f"data.val_json={data.val_json}", f"data.val_images={data.val_images}"]
+    return [
+        f"supervision={supervision}",
+        f"data.train_json={train_json}",
+        f"data.train_images={data.train_images}",
+        f"data.val_json={data.val_json}",
+        f"data.val_images={data.val_images}",
+    ]
 
 
 def schedule_overrides(iterations: int | None) -> list[str]:
@@ -264,7 +273,9 @@ def positive_int(text: str) -> int:
 
 def add_run_arguments(parser: argparse.ArgumentParser, work_dir_help: str) -> None:
     """The options every training benchmark shares: ``--iterations``, ``--seed``, ``--work-dir``."""
-    parser.add_argument("--iterations", type=positive_int, default=None, metavar="N", help="override the recipe's solver.max_iter")
+    parser.add_argument(
+        "--iterations", type=positive_int, default=None, metavar="N", help="override the recipe's solver.max_iter"
+    )
     parser.add_argument("--seed", type=int, default=0, metavar="S", help="the (first) seed (default 0)")
     parser.add_argument("--work-dir", type=Path, default=None, metavar="DIR", help=work_dir_help)
 
@@ -273,17 +284,40 @@ def add_dataset_arguments(parser: argparse.ArgumentParser, work_dir_help: str) -
     """The options of the benchmarks that repeat runs over datasets and seeds (supervision_gap.py,
     selftrain.py): ``DATASET ... [KEY=VALUE ...]``, ``--dataset``, ``--config``, ``--backbone``,
     ``--seeds`` and those of :func:`add_run_arguments`. Parse with :func:`parse_dataset_arguments`."""
-    parser.add_argument("datasets", nargs="*", metavar="DATASET",
-                        help=f"{', '.join(BUILTIN_DATASETS)}; KEY=VALUE arguments are config overrides for every run")
-    parser.add_argument("--dataset", dest="custom_datasets", action="append", default=[], metavar=DATASET_SPEC,
-                        help="a COCO dataset of your own, with masks (repeatable; needs --config)")
-    parser.add_argument("--config", dest="configs", action="append", default=[], type=Path, metavar="RECIPE",
-                        help="the recipe to train the --dataset datasets with, e.g. from `pointsup recipe` (repeatable: "
-                             "one per mask head; the head is read from the recipe)")
-    parser.add_argument("--backbone", choices=BACKBONES, default=DEFAULT_BACKBONE,
-                        help=f"the built-in datasets' CPU recipes: lite0 (ImageNet EfficientNet-Lite0) or R18 (ResNet-18 "
-                             f"from scratch) (default {DEFAULT_BACKBONE})")
-    parser.add_argument("--seeds", type=positive_int, default=1, metavar="N", help="run N seeds: S..S+N-1, S from --seed (default 1)")
+    parser.add_argument(
+        "datasets",
+        nargs="*",
+        metavar="DATASET",
+        help=f"{', '.join(BUILTIN_DATASETS)}; KEY=VALUE arguments are config overrides for every run",
+    )
+    parser.add_argument(
+        "--dataset",
+        dest="custom_datasets",
+        action="append",
+        default=[],
+        metavar=DATASET_SPEC,
+        help="a COCO dataset of your own, with masks (repeatable; needs --config)",
+    )
+    parser.add_argument(
+        "--config",
+        dest="configs",
+        action="append",
+        default=[],
+        type=Path,
+        metavar="RECIPE",
+        help="the recipe to train the --dataset datasets with, e.g. from `pointsup recipe` (repeatable: "
+        "one per mask head; the head is read from the recipe)",
+    )
+    parser.add_argument(
+        "--backbone",
+        choices=BACKBONES,
+        default=DEFAULT_BACKBONE,
+        help=f"the built-in datasets' CPU recipes: lite0 (ImageNet EfficientNet-Lite0) or R18 (ResNet-18 "
+        f"from scratch) (default {DEFAULT_BACKBONE})",
+    )
+    parser.add_argument(
+        "--seeds", type=positive_int, default=1, metavar="N", help="run N seeds: S..S+N-1, S from --seed (default 1)"
+    )
     add_run_arguments(parser, work_dir_help)
 
 

@@ -50,10 +50,11 @@ from torch import Tensor
 # Run from a checkout without installing: make the repository root importable.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pointsup.modeling.backbone import FEATURE_NAMES, FEATURE_STRIDES  # noqa: E402
 from pointsup.engine.distributed import resolve_device  # noqa: E402
-from pointsup.modeling.build import build_mask_head  # noqa: E402
+from pointsup.modeling.backbone import FEATURE_NAMES, FEATURE_STRIDES  # noqa: E402
+from pointsup.modeling.mask_heads import mask_head_class  # noqa: E402
 from pointsup.modeling.mask_heads.base import RoIMaskHead  # noqa: E402
+from pointsup.modeling.mask_heads.config import MaskHeadConfig  # noqa: E402
 
 #: Implicit PointRend (fast) may take at most this multiple of the Mask R-CNN head's time on CPU.
 TARGET_RATIO = 2.0
@@ -210,8 +211,10 @@ def run_variants(args: argparse.Namespace, device: torch.device) -> dict[str, Re
     for kind in dict.fromkeys(v.kind for v in VARIANTS):
         torch.manual_seed(args.seed)
         started = time.perf_counter()
-        head = build_mask_head(kind, args.classes, "masks", args.channels, conv_dim=args.conv_dim, fc_dim=args.fc_dim,
-                               point_fc_dim=args.point_fc_dim).to(device).eval()
+        config = MaskHeadConfig(name=kind, conv_dim=args.conv_dim)
+        for section in (config.pointrend, config.implicit_pointrend):
+            section.fc_dim, section.point_fc_dim = args.fc_dim, args.point_fc_dim
+        head = mask_head_class(kind).from_config(config, args.classes, "masks", args.channels).to(device).eval()
         built = time.perf_counter() - started
         parameters = sum(p.numel() for p in head.parameters())
         print(f"built {kind}: {parameters / 1e6:.1f} M parameters in {built:.1f} s", flush=True)

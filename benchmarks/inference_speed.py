@@ -48,11 +48,11 @@ def head_config(head: str, size: int):  # noqa: ANN201  (a pointsup Config; impo
     from pointsup.engine.config import load_config
 
     name = "synthetic_R18_condinst_points.yaml" if head == "condinst" else "synthetic_R18_points.yaml"
-    extra = [] if head == "condinst" else [f"model.mask_head={head}"]
+    extra = [] if head == "condinst" else [f"model.mask_head.name={head}"]
     max_size = MAX_SIZE.get(size, round(size * 1333 / 800))
     return load_config(
         ROOT / "configs" / "cpu" / name,
-        [*extra, "model.backbone_weights=null", f"data.min_size_test={size}", f"data.max_size_test={max_size}", "device=cpu"],
+        [*extra, "model.backbone.weights=null", f"data.min_size_test={size}", f"data.max_size_test={max_size}", "device=cpu"],
     )
 
 

@@ -104,8 +104,7 @@ class PlannedRun:
 
     @property
     def key(self) -> RunKey:
-        return (dataset_name(self.dataset), self.recipe.head, self.supervision, self.seed, self.recipe.backbone,
-                self.iterations)
+        return (dataset_name(self.dataset), self.recipe.head, self.supervision, self.seed, self.recipe.backbone, self.iterations)
 
 
 def with_defaults(row: dict) -> dict:
@@ -119,8 +118,15 @@ def run_key(row: dict) -> RunKey:
     return row["dataset"], row["head"], row["supervision"], int(row["seed"]), row["backbone"], int(row["iterations"])
 
 
-def plan_runs(datasets: list[Dataset], heads: list[str], supervisions: list[str], backbone: str, seeds: list[int],
-              iterations: int | None, extra: list[str]) -> list[PlannedRun]:
+def plan_runs(
+    datasets: list[Dataset],
+    heads: list[str],
+    supervisions: list[str],
+    backbone: str,
+    seeds: list[int],
+    iterations: int | None,
+    extra: list[str],
+) -> list[PlannedRun]:
     """Every run to record, seed by seed; recipes are found and read before anything trains."""
     runs = []
     for dataset in datasets:
@@ -128,8 +134,11 @@ def plan_runs(datasets: list[Dataset], heads: list[str], supervisions: list[str]
         skipped = [head for head, recipe in recipes.items() if recipe is None]
         if skipped:
             print(f"{dataset_name(dataset)}: no --config recipe with mask head {', '.join(skipped)}: skipped")
-        schedule = {head: planned_iterations(recipe, [*extra, *schedule_overrides(iterations)])
-                    for head, recipe in recipes.items() if recipe is not None}
+        schedule = {
+            head: planned_iterations(recipe, [*extra, *schedule_overrides(iterations)])
+            for head, recipe in recipes.items()
+            if recipe is not None
+        }
         for seed in seeds:
             for head, recipe in recipes.items():
                 for supervision in supervisions:
@@ -141,18 +150,30 @@ def plan_runs(datasets: list[Dataset], heads: list[str], supervisions: list[str]
     return runs
 
 
-def train_one(data: BenchmarkData, recipe: Recipe, supervision: str, output_dir: Path, seed: int, iterations: int | None,
-              extra: list[str]) -> dict:
+def train_one(
+    data: BenchmarkData, recipe: Recipe, supervision: str, output_dir: Path, seed: int, iterations: int | None, extra: list[str]
+) -> dict:
     """Train and evaluate one run; returns its result row."""
     overrides = [f"seed={seed}", "device=cpu", *data_overrides(data, supervision), *extra, *schedule_overrides(iterations)]
     started = time.perf_counter()
     config = load_config(recipe.path, overrides)
     result = train(config, output_dir)
     minutes = (time.perf_counter() - started) / 60
-    return {"dataset": data.name, "head": recipe.head, "supervision": supervision, "seed": seed, "backbone": recipe.backbone,
-            "segm_AP": result.metrics["segm"]["AP"], "segm_AP50": result.metrics["segm"]["AP50"],
-            "bbox_AP": result.metrics["bbox"]["AP"], "mask_iou": final_mask_iou(result, config.data.val_json),
-            "iterations": result.iterations, "minutes": minutes, "config": str(recipe.path), "device": config.device}
+    return {
+        "dataset": data.name,
+        "head": recipe.head,
+        "supervision": supervision,
+        "seed": seed,
+        "backbone": recipe.backbone,
+        "segm_AP": result.metrics["segm"]["AP"],
+        "segm_AP50": result.metrics["segm"]["AP50"],
+        "bbox_AP": result.metrics["bbox"]["AP"],
+        "mask_iou": final_mask_iou(result, config.data.val_json),
+        "iterations": result.iterations,
+        "minutes": minutes,
+        "config": str(recipe.path),
+        "device": config.device,
+    }
 
 
 def _limit_threads(threads: int) -> None:
@@ -164,6 +185,7 @@ def run_jobs(jobs: list[tuple[PlannedRun, tuple]], parallel: int) -> Iterator[di
     """Train each job (a planned run and :func:`train_one`'s arguments); yields the result rows as
     the runs finish. With ``parallel`` > 1 the runs train in that many worker processes at once
     (spawned: safe with CUDA), each with an equal share of the CPU threads."""
+
     def announce(run: PlannedRun) -> None:
         name, head, supervision, seed, backbone, iterations = run.key
         print(f"== {name} {backbone} seed {seed} {head} {supervision} ({iterations} iterations)", flush=True)
@@ -218,15 +240,29 @@ def summary_records(rows: list[dict]) -> list[dict]:
                     for supervision in _order([k[3] for k in keys if k[2] == head and k[4] == iterations], SUPERVISIONS):
                         by_seed = groups[dataset, backbone, head, supervision, iterations]
                         seeds = sorted(by_seed)
-                        record = {"dataset": dataset, "backbone": backbone, "head": head, "supervision": supervision,
-                                  "iterations": iterations, "n": len(seeds), "seeds": seeds}
+                        record = {
+                            "dataset": dataset,
+                            "backbone": backbone,
+                            "head": head,
+                            "supervision": supervision,
+                            "iterations": iterations,
+                            "n": len(seeds),
+                            "seeds": seeds,
+                        }
                         for metric in METRICS:
                             record[metric] = value_summary([by_seed[s].get(metric) for s in seeds])
                         records.append(record)
     for record in records:
         if record["supervision"] == "points":
-            masks = next((r for r in records if r["supervision"] == "masks" and all(
-                r[k] == record[k] for k in ("dataset", "backbone", "head", "iterations"))), None)
+            masks = next(
+                (
+                    r
+                    for r in records
+                    if r["supervision"] == "masks"
+                    and all(r[k] == record[k] for k in ("dataset", "backbone", "head", "iterations"))
+                ),
+                None,
+            )
             record["p10_over_masks"] = _ratio(record, masks)
     return records
 
@@ -243,14 +279,18 @@ def summarise(rows: list[dict]) -> list[str]:
     records = summary_records(rows)
     wd = max([12, *(len(r["dataset"]) for r in records)])  # custom datasets and recipes bring longer names
     wb = max([9, *(len(r["backbone"]) for r in records)])
-    lines = [f"{'dataset':<{wd}} {'backbone':<{wb}} {'head':<19} {'supervision':<11} {'iters':>6} {'n':>3} {'mask AP':>13} "
-             f"{'box AP':>13} {'mask IoU':>13} {'P10/masks':>10}"]
+    lines = [
+        f"{'dataset':<{wd}} {'backbone':<{wb}} {'head':<19} {'supervision':<11} {'iters':>6} {'n':>3} {'mask AP':>13} "
+        f"{'box AP':>13} {'mask IoU':>13} {'P10/masks':>10}"
+    ]
     for r in records:
         ratio = f"{r['p10_over_masks']:.1%}" if r.get("p10_over_masks") is not None else "-"
         iou = format_mean_std([v for v in r["mask_iou"]["values"] if v is not None], digits=2)
-        lines.append(f"{r['dataset']:<{wd}} {r['backbone']:<{wb}} {r['head']:<19} {r['supervision']:<11} {r['iterations']:>6} "
-                     f"{r['n']:>3} {format_mean_std(r['segm_AP']['values']):>13} {format_mean_std(r['bbox_AP']['values']):>13} "
-                     f"{iou:>13} {ratio:>10}")
+        lines.append(
+            f"{r['dataset']:<{wd}} {r['backbone']:<{wb}} {r['head']:<19} {r['supervision']:<11} {r['iterations']:>6} "
+            f"{r['n']:>3} {format_mean_std(r['segm_AP']['values']):>13} {format_mean_std(r['bbox_AP']['values']):>13} "
+            f"{iou:>13} {ratio:>10}"
+        )
     return lines + verdicts(records)
 
 
@@ -265,41 +305,54 @@ def verdicts(records: list[dict]) -> list[str]:
                 continue
             if key not in pick or r["iterations"] > pick[key]["iterations"]:
                 pick[key] = r
-        where = f"{dataset} {backbone}"
+        lines += _verdicts_of(pick, f"{dataset} {backbone}")
+    return lines
 
-        def ap(head: str, supervision: str) -> float:
-            return pick[head, supervision]["segm_AP"]["mean"]
 
-        def shown(head: str, supervision: str) -> str:
-            return f"{ap(head, supervision):.1f} (n={pick[head, supervision]['n']})"
+def _verdicts_of(pick: dict[tuple[str, str], dict], where: str) -> list[str]:
+    """The verdicts of one dataset and backbone; ``pick`` maps (head, supervision) to its summary record."""
+    lines = []
 
-        def ok(met: bool) -> str:
-            return "ok" if met else "NOT MET"
+    def ap(head: str, supervision: str) -> float:
+        return pick[head, supervision]["segm_AP"]["mean"]
 
-        def have(*keys: tuple[str, str]) -> bool:
-            return all(k in pick for k in keys)
+    def shown(head: str, supervision: str) -> str:
+        return f"{ap(head, supervision):.1f} (n={pick[head, supervision]['n']})"
 
-        def ratio_line(head: str, name: str, target: float) -> str:
-            p, m = pick[head, "points"], pick[head, "masks"]
-            ratio = ap(head, "points") / max(ap(head, "masks"), 1e-9)
-            return (f"{where}: {name} P10 / masks {ratio:.1%} (means, n={p['n']}/{m['n']}; target >= {target:.0%}): "
-                    f"{ok(ratio >= target)}")
+    def ok(met: bool) -> str:
+        return "ok" if met else "NOT MET"
 
-        if have(("implicit_pointrend", "points"), ("maskrcnn", "points")):
-            lines.append(f"{where}: Implicit PointRend P10 {shown('implicit_pointrend', 'points')} vs Mask R-CNN P10 "
-                         f"{shown('maskrcnn', 'points')} mask AP (means): "
-                         f"{ok(ap('implicit_pointrend', 'points') >= ap('maskrcnn', 'points'))}")
-        if have(("maskrcnn", "points"), ("maskrcnn", "masks")):
-            lines.append(ratio_line("maskrcnn", "Mask R-CNN", MASKRCNN_TARGET_RATIO))
-        if have(("implicit_pointrend", "points"), ("maskrcnn", "masks")):
-            lines.append(f"{where}: Implicit PointRend P10 {shown('implicit_pointrend', 'points')} vs Mask R-CNN masks "
-                         f"{shown('maskrcnn', 'masks')} mask AP (means; target: at most {IMPLICIT_MARGIN_AP:.1f} below): "
-                         f"{ok(ap('implicit_pointrend', 'points') >= ap('maskrcnn', 'masks') - IMPLICIT_MARGIN_AP)}")
-        if have(("condinst", "points"), ("condinst", "masks")):
-            lines.append(ratio_line("condinst", "CondInst", CONDINST_TARGET_RATIO))
-        if have(("condinst", "points"), ("condinst", "boxes")):
-            lines.append(f"{where}: CondInst P10 {shown('condinst', 'points')} vs BoxInst {shown('condinst', 'boxes')} "
-                         f"mask AP (means): {ok(ap('condinst', 'points') > ap('condinst', 'boxes'))}")
+    def have(*keys: tuple[str, str]) -> bool:
+        return all(k in pick for k in keys)
+
+    def ratio_line(head: str, name: str, target: float) -> str:
+        p, m = pick[head, "points"], pick[head, "masks"]
+        ratio = ap(head, "points") / max(ap(head, "masks"), 1e-9)
+        return (
+            f"{where}: {name} P10 / masks {ratio:.1%} (means, n={p['n']}/{m['n']}; target >= {target:.0%}): {ok(ratio >= target)}"
+        )
+
+    if have(("implicit_pointrend", "points"), ("maskrcnn", "points")):
+        lines.append(
+            f"{where}: Implicit PointRend P10 {shown('implicit_pointrend', 'points')} vs Mask R-CNN P10 "
+            f"{shown('maskrcnn', 'points')} mask AP (means): "
+            f"{ok(ap('implicit_pointrend', 'points') >= ap('maskrcnn', 'points'))}"
+        )
+    if have(("maskrcnn", "points"), ("maskrcnn", "masks")):
+        lines.append(ratio_line("maskrcnn", "Mask R-CNN", MASKRCNN_TARGET_RATIO))
+    if have(("implicit_pointrend", "points"), ("maskrcnn", "masks")):
+        lines.append(
+            f"{where}: Implicit PointRend P10 {shown('implicit_pointrend', 'points')} vs Mask R-CNN masks "
+            f"{shown('maskrcnn', 'masks')} mask AP (means; target: at most {IMPLICIT_MARGIN_AP:.1f} below): "
+            f"{ok(ap('implicit_pointrend', 'points') >= ap('maskrcnn', 'masks') - IMPLICIT_MARGIN_AP)}"
+        )
+    if have(("condinst", "points"), ("condinst", "masks")):
+        lines.append(ratio_line("condinst", "CondInst", CONDINST_TARGET_RATIO))
+    if have(("condinst", "points"), ("condinst", "boxes")):
+        lines.append(
+            f"{where}: CondInst P10 {shown('condinst', 'points')} vs BoxInst {shown('condinst', 'boxes')} "
+            f"mask AP (means): {ok(ap('condinst', 'points') > ap('condinst', 'boxes'))}"
+        )
     return lines
 
 
@@ -307,12 +360,16 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--heads", nargs="+", choices=HEADS, default=list(HEADS))
     parser.add_argument("--supervisions", nargs="+", choices=SUPERVISIONS, default=list(SUPERVISIONS))
-    parser.add_argument("--jobs", type=int, default=1, metavar="N",
-                        help="train N runs at once in worker processes (e.g. several on one GPU; default 1)")
+    parser.add_argument(
+        "--jobs",
+        type=int,
+        default=1,
+        metavar="N",
+        help="train N runs at once in worker processes (e.g. several on one GPU; default 1)",
+    )
     add_dataset_arguments(parser, "keep runs here and skip those already recorded")
     args = parse_dataset_arguments(parser, argv)
-    runs = plan_runs(args.datasets, args.heads, args.supervisions, args.backbone, args.seed_list, args.iterations,
-                     args.overrides)
+    runs = plan_runs(args.datasets, args.heads, args.supervisions, args.backbone, args.seed_list, args.iterations, args.overrides)
     with tempfile.TemporaryDirectory() as scratch:
         work_dir = args.work_dir or Path(scratch)
         record = work_dir / "supervision_gap.json"

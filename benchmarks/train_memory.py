@@ -6,7 +6,7 @@ Usage: python benchmarks/train_memory.py [--heads maskrcnn pointrend implicit_po
                                          [--instances 15] [--classes 80] [--threads N] [--seed 0]
 
 Each head trains in its own process (so that peaks are separate): the default model (ResNet-50-FPN,
-frozen BatchNorm, 80 classes, no pretrained weights) is built with ``build_mask_rcnn``, with the
+frozen BatchNorm, 80 classes, no pretrained weights) is built with ``build_model``, with the
 project's SGD (momentum 0.9, weight decay 1e-4; learning rate 0, so that the random weights,
 whose activations are huge without pretraining, stay finite while every buffer is still used),
 and runs ``--iterations`` steps (forward, backward, optimiser step) on one fixed batch of
@@ -42,10 +42,13 @@ import torch
 # Run from a checkout without installing: make the repository root importable.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pointsup.engine.solver import build_optimizer  # noqa: E402
 from pointsup.engine.distributed import resolve_device  # noqa: E402
-from pointsup.modeling.build import MASK_HEADS, build_mask_rcnn  # noqa: E402
-from pointsup.modeling.mask_rcnn import total_loss  # noqa: E402
+from pointsup.engine.solver import build_optimizer  # noqa: E402
+from pointsup.modeling.build import build_model  # noqa: E402
+from pointsup.modeling.config import ModelConfig  # noqa: E402
+from pointsup.modeling.detector import total_loss  # noqa: E402
+from pointsup.modeling.mask_heads import MASK_HEADS  # noqa: E402
+from pointsup.modeling.mask_heads.config import MaskHeadConfig  # noqa: E402
 from pointsup.structures.instances import InstanceTargets, Sample  # noqa: E402
 
 #: Training at default sizes must fit in this much memory on the CPU at batch 2.
@@ -121,7 +124,7 @@ def measure_head(head: str, args: argparse.Namespace) -> dict:
         torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
     torch.manual_seed(args.seed)
-    model = build_mask_rcnn(args.classes, args.supervision, mask_head=head).to(device).train()
+    model = build_model(ModelConfig(mask_head=MaskHeadConfig(name=head)), args.classes, args.supervision).to(device).train()
     optimizer = build_optimizer(model, LEARNING_RATE, 0.9, 1e-4, 0.0)
     parameters = sum(p.numel() for p in model.parameters())
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
@@ -223,7 +226,7 @@ def print_table(results: list[dict], args: argparse.Namespace) -> bool:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--heads", nargs="+", choices=MASK_HEADS, default=list(MASK_HEADS))
+    parser.add_argument("--heads", nargs="+", choices=list(MASK_HEADS), default=list(MASK_HEADS))
     parser.add_argument("--iterations", type=int, default=3, help="training steps per head (at least 2 to include momentum)")
     parser.add_argument("--batch", type=int, default=2, help="images per batch")
     parser.add_argument("--supervision", choices=["points", "masks"], default="points")
@@ -234,7 +237,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--classes", type=int, default=80)
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--child", choices=MASK_HEADS, help=argparse.SUPPRESS)
+    parser.add_argument("--child", choices=list(MASK_HEADS), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.iterations < 1 or args.batch < 1 or args.instances < 1:
         parser.error("--iterations, --batch and --instances must be positive")

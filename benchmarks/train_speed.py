@@ -26,7 +26,7 @@ from pointsup.data.loader import build_train_loader  # noqa: E402
 from pointsup.engine.builders import build_train_dataset, model_from_config, train_transforms  # noqa: E402
 from pointsup.engine.config import load_config  # noqa: E402
 from pointsup.engine.solver import build_optimizer  # noqa: E402
-from pointsup.modeling.mask_rcnn import total_loss  # noqa: E402
+from pointsup.modeling.detector import total_loss  # noqa: E402
 
 
 class Runner:

@@ -21,7 +21,7 @@ load affects each alike; all their models stay in memory meanwhile.
 Data: ``--coco TRAIN_JSON:IMAGES``, a COCO file with masks (P10 points are simulated from them,
 seed 0), e.g. ../shared/datasets/coco_mini; else a synthetic dataset of ``--images`` square images
 of ``--image-size`` pixels, generated in a temporary folder. The backbone starts from random
-weights (``model.backbone_weights`` is cleared: no network needed; speed does not depend on them).
+weights (``model.backbone.weights`` is cleared: no network needed; speed does not depend on them).
 
 Prints one row per precision: seconds per iteration (median of per-iteration times, and the
 mean over the timed block), images per second (from the block's wall time), peak memory (CUDA:
@@ -131,7 +131,7 @@ class Runner:
         self.device = resolve_device(args.device)
         amp = str(precision == "amp").lower()
         settings = [
-            "model.backbone_weights=",
+            "model.backbone.weights=",
             "model.weights=",
             f"solver.ims_per_batch={args.batch}",
             f"solver.amp={amp}",

@@ -289,7 +289,7 @@ def _run_configs(args: argparse.Namespace) -> None:
 def _run_recipe(args: argparse.Namespace) -> None:
     from pointsup.engine.recipe import DEFAULT_BUDGET_MINUTES, dataset_statistics, pixel_cost_model, propose_recipe
     from pointsup.engine.recipe_stats import missing_image_files
-    from pointsup.engine.recipe_yaml import base_recipe_path, format_report, load_recipe_text, recipe_yaml
+    from pointsup.engine.recipe_yaml import BASE_RECIPES, base_recipe_path, format_report, load_recipe_text, recipe_yaml
     from pointsup.points.format import PointFormatError
     from pointsup.utils.atomic import write_bytes_atomic
     from pointsup.utils.paths import refuse_existing_output, refuse_output_over_input
@@ -303,11 +303,11 @@ def _run_recipe(args: argparse.Namespace) -> None:
         base_model = load_config(args.base).model
         for flag, given, actual in (
             ("--architecture", args.architecture, base_model.architecture),
-            ("--mask-head", args.mask_head, base_model.mask_head),
+            ("--mask-head", args.mask_head, base_model.mask_head.name),
         ):
             if given is not None and given != actual:
                 raise CommandError(f"{flag} {given} contradicts --base {args.base}, whose model is {actual}")
-        args.architecture, args.mask_head = base_model.architecture, base_model.mask_head
+        args.architecture, args.mask_head = base_model.architecture, base_model.mask_head.name
     args.architecture = args.architecture or "mask_rcnn"
     if args.architecture == "condinst" and args.mask_head not in (None, "maskrcnn"):
         raise CommandError("--mask-head applies to --architecture mask_rcnn (CondInst has its own dynamic mask head)")
@@ -319,6 +319,8 @@ def _run_recipe(args: argparse.Namespace) -> None:
         refuse_existing_output(args.output, "-o", args.force)
     if not args.images.is_dir():
         raise CommandError(f"images folder not found: {args.images}")
+    if args.base is None and (args.architecture, args.mask_head or "maskrcnn") not in BASE_RECIPES:
+        raise CommandError(f"no shipped CPU recipe has the {args.mask_head} mask head: give one to start from with --base")
     base = args.base or base_recipe_path(args.architecture, args.mask_head or "maskrcnn", args.backbone)
     if not base.is_file():
         raise CommandError(f"base recipe not found: {base} (give --base FILE)")
@@ -352,6 +354,8 @@ def _run_recipe(args: argparse.Namespace) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from pointsup.modeling.mask_heads import MASK_HEADS  # the registry alone: no PyTorch
+
     parser = argparse.ArgumentParser(prog="pointsup", description="Pointly-supervised instance segmentation.")
     parser.add_argument("--version", action="version", version=f"%(prog)s {__import__('pointsup').__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -534,7 +538,7 @@ def build_parser() -> argparse.ArgumentParser:
     recipe.add_argument("--architecture", choices=["mask_rcnn", "condinst"], default=None, help="default mask_rcnn, or --base's")
     recipe.add_argument(
         "--mask-head",
-        choices=["maskrcnn", "pointrend", "implicit_pointrend"],
+        choices=list(MASK_HEADS),
         default=None,
         help="Mask R-CNN's mask head (default maskrcnn)",
     )

@@ -20,9 +20,10 @@ import struct
 import subprocess
 import sys
 import zlib
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import pytest
 
@@ -41,9 +42,9 @@ HUGE_ID = 2**70
 #: a model and schedule small enough that a case which gets too far still ends quickly
 TINY = [
     "seed=0", "device=cpu", "log_period=1",
-    "model.fpn_channels=32", "model.mask_head_conv_dim=16",
-    "model.rpn_pre_nms_top_n_train=100", "model.rpn_post_nms_top_n_train=50",
-    "model.rpn_pre_nms_top_n_test=50", "model.rpn_post_nms_top_n_test=20", "model.roi_batch_size_per_image=16",
+    "model.fpn.channels=32", "model.mask_head.conv_dim=16",
+    "model.rpn.pre_nms_top_n_train=100", "model.rpn.post_nms_top_n_train=50",
+    "model.rpn.pre_nms_top_n_test=50", "model.rpn.post_nms_top_n_test=20", "model.roi_heads.batch_size_per_image=16",
     "model.detections_per_image=10",
     "data.min_size_train=[64]", "data.max_size_train=96", "data.min_size_test=64", "data.max_size_test=96",
     "data.num_workers=0",

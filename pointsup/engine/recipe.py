@@ -35,14 +35,16 @@ from typing import Any, Literal
 import numpy as np
 
 from pointsup.data.transforms import shortest_edge_size
-from pointsup.engine.config import ModelConfig
 from pointsup.engine.recipe_stats import DatasetStatistics, Percentiles, dataset_statistics, resized_object_sizes
 from pointsup.engine.solver import MAX_WARMUP_ITERS, STEP_FRACTIONS, WARMUP_FRACTION, rescaled_schedule
+from pointsup.modeling.condinst.config import DynamicMaskHeadConfig
+from pointsup.modeling.config import RPNConfig
 
 __all__ = ["DatasetStatistics", "IterationCost", "Recipe", "dataset_statistics", "pixel_cost_model", "propose_recipe"]
 
 Architecture = Literal["mask_rcnn", "condinst"]
-MaskHead = Literal["maskrcnn", "pointrend", "implicit_pointrend"]
+#: A mask head name of :data:`pointsup.modeling.mask_heads.MASK_HEADS`.
+MaskHead = str
 Backbone = Literal["efficientnet_lite0"]
 #: Seconds per training iteration as a function of the mean input pixels per image.
 IterationCost = Callable[[float], float]
@@ -70,8 +72,11 @@ TRAIN_SCALE_FACTORS = (0.8, 0.9, 1.0)
 ANCHOR_LEVELS = 5
 SMALLEST_ANCHOR_CHOICES = (8, 16, 32, 64)
 #: The defaults at COCO scale (one place: the config schema).
-DEFAULT_ANCHOR_SIZES: tuple[int, ...] = tuple(ModelConfig().anchor_sizes)
-DEFAULT_SIZES_OF_INTEREST: tuple[float, ...] = tuple(ModelConfig().condinst_sizes_of_interest)
+DEFAULT_ANCHOR_SIZES: tuple[int, ...] = tuple(RPNConfig().anchor_sizes)
+DEFAULT_SIZES_OF_INTEREST: tuple[float, ...] = tuple(DynamicMaskHeadConfig().sizes_of_interest)
+#: The config keys of the scale decision: Mask R-CNN's anchors, CondInst's relative-coordinate scales.
+ANCHOR_SIZES_KEY = "model.rpn.anchor_sizes"
+SIZES_OF_INTEREST_KEY = "model.condinst.dynamic_head.sizes_of_interest"
 
 #: About the balloon Lite0 recipe's 26 epochs (400 iterations x 4 images / 61).
 TARGET_EPOCHS = 24.0
@@ -153,9 +158,9 @@ class Recipe:
     def settings(self) -> dict[str, Any]:
         """Dotted config key -> proposed value, in the order the YAML lists them."""
         model: dict[str, Any] = (
-            {"model.anchor_sizes": self.anchor_sizes}
+            {ANCHOR_SIZES_KEY: self.anchor_sizes}
             if self.anchor_sizes is not None
-            else {"model.condinst_sizes_of_interest": self.condinst_sizes_of_interest}
+            else {SIZES_OF_INTEREST_KEY: self.condinst_sizes_of_interest}
         )
         return {
             **model,
@@ -241,15 +246,15 @@ def _anchor_decision(resized: Percentiles, architecture: str) -> _Decision:
             f"so the COCO defaults x {factor:g}"
         )
         return _Decision(
-            {"model.condinst_sizes_of_interest": scales},
-            {"model.condinst_sizes_of_interest": why},
+            {SIZES_OF_INTEREST_KEY: scales},
+            {SIZES_OF_INTEREST_KEY: why},
             f"relative-coordinate scales: {scales}: {why}",
         )
     why = (
         f"{small} -> smallest anchor {smallest}, doubling per level (p2-p6); "
         f"90th percentile {resized.p90:.0f} px vs largest anchor {anchors[-1]}"
     )
-    return _Decision({"model.anchor_sizes": anchors}, {"model.anchor_sizes": why}, f"anchors: {anchors}: {why}")
+    return _Decision({ANCHOR_SIZES_KEY: anchors}, {ANCHOR_SIZES_KEY: why}, f"anchors: {anchors}: {why}")
 
 
 def _schedule_decision(
@@ -386,8 +391,8 @@ def propose_recipe(
         max_size_train=long,
         min_size_test=short,
         max_size_test=long,
-        anchor_sizes=settings.get("model.anchor_sizes"),
-        condinst_sizes_of_interest=settings.get("model.condinst_sizes_of_interest"),
+        anchor_sizes=settings.get(ANCHOR_SIZES_KEY),
+        condinst_sizes_of_interest=settings.get(SIZES_OF_INTEREST_KEY),
         detections_per_image=settings["model.detections_per_image"],
         ims_per_batch=ims_per_batch,
         max_iter=settings["solver.max_iter"],

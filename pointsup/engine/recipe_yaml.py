@@ -76,11 +76,22 @@ def recipe_yaml(
     lines.append(f"{BASE_KEY}: {_yaml_value(str(Path(base).resolve()))}")
     for section in ("model", "data", "solver"):
         lines.append(f"{section}:")
+        grouped: dict[str, tuple[Any, list[str]]] = {}  # key below the section -> value, comments
         for key, value in settings.items():
             if key.startswith(section + "."):
-                if key in comments:
-                    lines += _comment(comments[key], "  ")
-                lines.append(f"  {key.partition('.')[2]}: {_yaml_value(value)}")
+                first, _, rest = key.partition(".")[2].partition(".")
+                merged, reasons = grouped.get(first, ({}, []))
+                if rest:  # a nested setting (model.rpn.anchor_sizes): one flow mapping per sub-section
+                    node = merged
+                    *parents, leaf = rest.split(".")
+                    for name in parents:
+                        node = node.setdefault(name, {})
+                    node[leaf] = value
+                    value = merged
+                grouped[first] = (value, reasons + ([comments[key]] if key in comments else []))
+        for first, (value, reasons) in grouped.items():
+            lines += [comment for reason in reasons for comment in _comment(reason, "  ")]
+            lines.append(f"  {first}: {_yaml_value(value)}")
     return "\n".join(lines) + "\n"
 
 

@@ -73,7 +73,7 @@ def move_run_aside(folder: str | os.PathLike[str]) -> Path:
 def training_inputs(config: Config) -> list[Path]:
     """The files a run of ``config`` reads: datasets and weight files (keywords such as
     ``coco`` / ``imagenet`` are included as paths; they name no run file)."""
-    values = (config.data.train_json, config.data.val_json, config.model.weights, config.model.backbone_weights)
+    values = (config.data.train_json, config.data.val_json, config.model.weights, config.model.backbone.weights)
     return [Path(value) for value in values if value]
 
 

@@ -40,7 +40,7 @@ from pointsup.engine.metrics import MetricsWriter, SmoothedValues
 from pointsup.engine.run_folder import CONFIG_FILE, EVAL_FOLDER, FINAL_METRICS_FILE
 from pointsup.engine.solver import WarmupMultiStepLR, build_optimizer, clip_gradients
 from pointsup.errors import PointsupError
-from pointsup.modeling.mask_rcnn import total_loss
+from pointsup.modeling.detector import total_loss
 from pointsup.utils.atomic import write_json_atomic
 from pointsup.utils.progress import progress_enabled
 
@@ -98,7 +98,7 @@ def _batch_size_per_process(config: Config, context: DistributedContext) -> int:
 def _wrap_distributed(model: nn.Module, config: Config, context: DistributedContext) -> nn.Module:
     if context.world_size == 1:
         return model
-    if config.model.norm == "syncbn":
+    if config.model.backbone.norm == "syncbn":
         model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
     device_ids = [context.device.index] if context.device.type == "cuda" else None
     return nn.parallel.DistributedDataParallel(model, device_ids=device_ids, broadcast_buffers=False)

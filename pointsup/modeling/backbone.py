@@ -9,7 +9,9 @@ Two pyramids:
   (strides 64, 128: stride-2 convolutions on p5, then on relu(p6)).
 
 The pixel statistics belong to the backbone's weights (:mod:`pointsup.modeling.normalization`);
-the model builders take them from there unless told otherwise.
+the model builders take them from there unless told otherwise. The ``model.backbone`` and
+``model.fpn`` config sections (:mod:`pointsup.modeling.config`) are read by
+:func:`backbone_fpn_from_config`.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from torchvision.ops.feature_pyramid_network import LastLevelMaxPool, LastLevelP
 from torchvision.ops.misc import FrozenBatchNorm2d
 
 from pointsup.modeling import efficientnet_lite
+from pointsup.modeling.config import BackboneConfig, FPNConfig
 from pointsup.modeling.efficientnet_lite import BackboneWeightsError
 from pointsup.modeling.normalization import (
     LITE_NORMALIZATION,
@@ -125,12 +128,19 @@ def lite_body(name: str, norm: str, trainable_layers: int, weights: str | None) 
     return Body(module, stages, [module.stage_channels[stage] for stage in stages])
 
 
+def backbone_fpn_from_config(backbone: BackboneConfig, fpn: FPNConfig, levels: str = "p2-p6") -> BackboneWithFPN:
+    """:func:`build_backbone_fpn` with the ``model.backbone`` and ``model.fpn`` sections."""
+    return build_backbone_fpn(
+        backbone.name, backbone.norm, backbone.trainable_layers, backbone.weights, fpn.channels, fpn.norm, levels
+    )
+
+
 def build_backbone_fpn(
-    name: str = "resnet50",
-    norm: str = "frozen_bn",
-    trainable_layers: int = 3,
-    weights: str | None = None,
-    fpn_channels: int = 256,
+    name: str,
+    norm: str,
+    trainable_layers: int,
+    weights: str | None,
+    fpn_channels: int,
     fpn_norm: str | None = None,
     levels: str = "p2-p6",
 ) -> BackboneWithFPN:
@@ -189,6 +199,7 @@ __all__ = [
     "P3_P7_STRIDES",
     "RPN_FEATURE_NAMES",
     "TORCHVISION_NORMALIZATION",
+    "backbone_fpn_from_config",
     "build_backbone_fpn",
     "group_norm",
     "input_normalization",

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import cast
 
 import torch
 from torch import Tensor, nn
@@ -69,3 +70,8 @@ class Detector(nn.Module):
             mask_probs=result.get("mask_probs"),
             image_size=(original_height, original_width),
         )
+
+
+def total_loss(outputs: dict[str, Tensor]) -> Tensor:
+    """The sum of the ``loss_*`` entries of a detector's training output (every detector sums its losses this way)."""
+    return cast(Tensor, sum(value for key, value in outputs.items() if key.startswith("loss")))

@@ -3,15 +3,23 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import cast
+from typing import TYPE_CHECKING, cast
 
 import torch
 from torch import Tensor, nn
 from torchvision.models.detection.rpn import RegionProposalNetwork
 
+from pointsup.modeling.backbone import backbone_fpn_from_config
+from pointsup.modeling.config import ModelConfig
 from pointsup.modeling.detector import Detector
+from pointsup.modeling.mask_heads.base import Supervision
+from pointsup.modeling.normalization import resolve_normalization
 from pointsup.modeling.roi_heads import PointSupRoIHeads
+from pointsup.modeling.rpn import rpn_from_config
 from pointsup.structures.instances import Detections, InstanceTargets, Sample
+
+if TYPE_CHECKING:
+    from typing import Self
 
 
 class MaskRCNN(Detector):
@@ -38,6 +46,26 @@ class MaskRCNN(Detector):
         self.backbone = backbone
         self.rpn = rpn
         self.roi_heads = roi_heads
+
+    @classmethod
+    def from_config(cls, config: ModelConfig, num_classes: int, supervision: Supervision) -> Self:
+        """The Mask R-CNN of the ``model`` section: ``backbone`` + ``fpn``, ``rpn``, ``roi_heads``
+        with the mask head of ``mask_head``, trained with ``supervision`` ("points" or "masks");
+        ``num_classes`` excludes the background. Null pixel statistics are the backbone's own."""
+        channels = config.fpn.channels
+        body = backbone_fpn_from_config(config.backbone, config.fpn)
+        rpn = rpn_from_config(config.rpn, channels)
+        roi_heads = PointSupRoIHeads.from_config(
+            config.roi_heads,
+            config.mask_head,
+            num_classes,
+            supervision,
+            channels,
+            config.detections_per_image,
+            box_head_norm=config.mask_head.norm if config.backbone.norm == "gn" else None,
+        )
+        normalization = resolve_normalization(config.backbone.name, config.pixel_mean, config.pixel_std)
+        return cls(body, rpn, roi_heads, normalization.pixel_mean, normalization.pixel_std)
 
     def forward(self, samples: Sequence[Sample]) -> dict[str, Tensor] | list[Detections]:
         """Training: a dict of losses (``loss_*``, to be summed) and detached metrics.
@@ -74,8 +102,3 @@ class MaskRCNN(Detector):
         images = self.preprocess(samples)
         features = self.backbone(images.tensors)
         return head.predict(features, [b.to(self.device, torch.float32) for b in boxes], [c.to(self.device) for c in classes])
-
-
-def total_loss(outputs: dict[str, Tensor]) -> Tensor:
-    """The sum of the ``loss_*`` entries of a training output."""
-    return cast(Tensor, sum(value for key, value in outputs.items() if key.startswith("loss")))

@@ -3,19 +3,44 @@ pluggable :class:`~pointsup.modeling.mask_heads.base.RoIMaskHead`.
 
 torchvision's ``RoIHeads`` only passes masks and keypoints on to its heads; the point
 annotations of each matched instance have to reach the mask head too, so the forward pass is
-re-composed here from its public pieces.
+re-composed here from its public pieces. The heads build themselves from the ``model.roi_heads``
+and ``model.mask_head`` config sections (:meth:`PointSupRoIHeads.from_config`).
 """
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 from torch import Tensor, nn
+from torchvision.models.detection.faster_rcnn import FastRCNNConvFCHead, FastRCNNPredictor, TwoMLPHead
 from torchvision.models.detection.roi_heads import RoIHeads, fastrcnn_loss
 from torchvision.ops import boxes as box_ops
 
-from pointsup.modeling.mask_heads.base import RoIMaskHead
+from pointsup.modeling.backbone import FEATURE_NAMES, FEATURE_STRIDES, norm_factory
+from pointsup.modeling.config import ROIHeadsConfig
+from pointsup.modeling.mask_heads import mask_head_class
+from pointsup.modeling.mask_heads.base import RoIMaskHead, Supervision
+from pointsup.modeling.mask_heads.config import MaskHeadConfig
+from pointsup.modeling.poolers import AlignedMultiScaleRoIAlign
 from pointsup.modeling.roi_targets import RoIMaskTargets
 from pointsup.structures.instances import InstanceTargets
+
+if TYPE_CHECKING:
+    from typing import Self
+
+#: The box heads ``model.roi_heads.box_head`` names.
+BOX_HEADS = ("2fc", "4conv1fc")
+
+
+def build_box_head(kind: str, channels: int, norm: str | None) -> tuple[nn.Module, int]:
+    """The box head on 7x7 RoI features and its output width: "2fc" (two FC 1024) or "4conv1fc"
+    (four 3x3 convs, optionally normalised, then FC 1024; the usual choice with GroupNorm)."""
+    if kind == "2fc":
+        return TwoMLPHead(channels * 7 * 7, 1024), 1024
+    if kind == "4conv1fc":
+        return FastRCNNConvFCHead((channels, 7, 7), [256] * 4, [1024], norm_layer=norm_factory(norm)), 1024
+    raise ValueError(f"unknown box head {kind!r}; choose from {BOX_HEADS}")
 
 
 class PointSupRoIHeads(RoIHeads):
@@ -39,15 +64,16 @@ class PointSupRoIHeads(RoIHeads):
         box_head: nn.Module,
         box_predictor: nn.Module,
         mask_head: RoIMaskHead | None,
+        *,
+        batch_size_per_image: int,
+        positive_fraction: float,
+        score_thresh: float,
+        nms_thresh: float,
+        detections_per_img: int,
+        train_mask_on_pred_boxes: bool,
         fg_iou_thresh: float = 0.5,
         bg_iou_thresh: float = 0.5,
-        batch_size_per_image: int = 512,
-        positive_fraction: float = 0.25,
         bbox_reg_weights: tuple[float, float, float, float] | None = None,
-        score_thresh: float = 0.05,
-        nms_thresh: float = 0.5,
-        detections_per_img: int = 100,
-        train_mask_on_pred_boxes: bool = False,
     ):
         super().__init__(
             box_pooler,
@@ -64,6 +90,40 @@ class PointSupRoIHeads(RoIHeads):
         )
         self.point_mask_head = mask_head
         self.train_mask_on_pred_boxes = train_mask_on_pred_boxes
+
+    @classmethod
+    def from_config(
+        cls,
+        config: ROIHeadsConfig,
+        mask_config: MaskHeadConfig,
+        num_classes: int,
+        supervision: Supervision,
+        in_channels: int,
+        detections_per_image: int,
+        box_head_norm: str | None = None,
+    ) -> Self:
+        """The box branch of the ``model.roi_heads`` section on ``in_channels``-wide FPN maps, and
+        the mask head of ``model.mask_head`` (the registered class of ``mask_config.name``).
+
+        Args:
+            num_classes: object classes (the background excluded).
+            box_head_norm: normalisation of the "4conv1fc" box head's convolutions.
+        """
+        box_head, width = build_box_head(config.box_head, in_channels, box_head_norm)
+        box_predictor = FastRCNNPredictor(width, num_classes + 1)
+        mask_head = mask_head_class(mask_config.name).from_config(mask_config, num_classes, supervision, in_channels)
+        return cls(
+            AlignedMultiScaleRoIAlign(FEATURE_NAMES, FEATURE_STRIDES, output_size=7),
+            box_head,
+            box_predictor,
+            mask_head,
+            batch_size_per_image=config.batch_size_per_image,
+            positive_fraction=config.positive_fraction,
+            score_thresh=config.score_thresh,
+            nms_thresh=config.nms_thresh,
+            detections_per_img=detections_per_image,
+            train_mask_on_pred_boxes=config.train_mask_on_pred_boxes,
+        )
 
     def refined_boxes(
         self, box_regression: Tensor, proposals: list[Tensor], labels: list[Tensor], image_shapes: list[tuple[int, int]]

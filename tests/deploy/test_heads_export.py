@@ -24,7 +24,7 @@ from tests.engine.test_condinst_training import CONDINST_CPU, condinst_overrides
 from tests.engine.test_trainer import CPU_CONFIG, data, overrides  # noqa: E402, F401  (data is a fixture)
 
 #: Small point heads; subdivision keeps the reference's 784 points per step (28 → 224).
-POINT_HEAD_SIZES = ["model.mask_head_fc_dim=32", "model.point_head_fc_dim=16"]
+POINT_HEAD_SIZES = ["fc_dim=32", "point_fc_dim=16"]
 HEADS = ["pointrend", "implicit_pointrend", "condinst"]
 
 
@@ -35,7 +35,8 @@ def trained_head(request, data, tmp_path_factory) -> tuple[str, Path]:  # noqa: 
     if head == "condinst":
         config = load_config(CONDINST_CPU, condinst_overrides(data, "solver.max_iter=3", "data.val_json=null"))
     else:
-        settings = overrides(data, "solver.max_iter=3", "data.val_json=null", f"model.mask_head={head}", *POINT_HEAD_SIZES)
+        settings = overrides(data, "solver.max_iter=3", "data.val_json=null", f"model.mask_head.name={head}",
+                             *(f"model.mask_head.{head}.{size}" for size in POINT_HEAD_SIZES))
         config = load_config(CPU_CONFIG, settings)
     return head, train(config, run).final_checkpoint
 

@@ -16,8 +16,8 @@ from tests.conftest import REPO_ROOT
 from tests.engine.test_trainer import data, overrides  # noqa: F401  (data is a fixture)
 
 CONDINST_CPU = REPO_ROOT / "configs" / "cpu" / "synthetic_R18_condinst_points.yaml"
-TINY_CONDINST = ["model.fpn_channels=64", "model.fcos_num_convs=1", "model.condinst_mask_branch_channels=16",
-                 "model.condinst_mask_branch_num_convs=1", "model.boxinst_pairwise_warmup_iters=1"]
+TINY_CONDINST = ["model.fpn.channels=64", "model.condinst.fcos.num_convs=1", "model.condinst.mask_branch.channels=16",
+                 "model.condinst.mask_branch.num_convs=1", "model.condinst.boxinst.pairwise_warmup_iters=1"]
 
 
 def condinst_overrides(data: dict[str, str], *extra: str, supervision: str = "points") -> list[str]:  # noqa: F811
@@ -53,7 +53,7 @@ def test_resume_continues_the_iteration_count(data, tmp_path):  # noqa: F811
 
 def test_predict_command_writes_masks(data, tmp_path, capsys):  # noqa: F811
     config = load_config(CONDINST_CPU, condinst_overrides(data, "solver.max_iter=1", "data.val_json=",
-                                                            "model.fcos_score_thresh=0.0"))
+                                                            "model.condinst.fcos.score_thresh=0.0"))
     weights = train(config, tmp_path / "run").final_checkpoint
     image = sorted(Path(data["images"]).iterdir())[0]
     assert cli_main(["predict", str(image), "--weights", str(weights), "-o", str(tmp_path / "out"),

@@ -36,9 +36,10 @@ def test_defaults_are_the_base_rcnn_fpn_pointsup_recipe() -> None:
     assert (config.solver.warmup_iters, config.solver.warmup_factor, config.solver.weight_decay) == (1000, 0.001, 1e-4)
     assert config.data.min_size_train == [640, 672, 704, 736, 768, 800]
     assert (config.data.max_size_train, config.data.min_size_test, config.data.max_size_test) == (1333, 800, 1333)
-    assert config.model.anchor_sizes == [32, 64, 128, 256, 512]
-    assert (config.model.roi_batch_size_per_image, config.model.rpn_batch_size_per_image) == (512, 256)
-    assert (config.model.box_score_thresh, config.model.box_nms_thresh, config.model.detections_per_image) == (0.05, 0.5, 100)
+    assert config.model.rpn.anchor_sizes == [32, 64, 128, 256, 512]
+    assert (config.model.roi_heads.batch_size_per_image, config.model.rpn.batch_size_per_image) == (512, 256)
+    roi_heads = config.model.roi_heads
+    assert (roi_heads.score_thresh, roi_heads.nms_thresh, config.model.detections_per_image) == (0.05, 0.5, 100)
     assert (config.seed, config.supervision, config.test.eval_period) == (-1, "points", 0)
     # Instances do not share their mutable defaults.
     other = Config()
@@ -49,17 +50,17 @@ def test_defaults_are_the_base_rcnn_fpn_pointsup_recipe() -> None:
 def test_base_inheritance_merges_mappings_and_replaces_lists(tmp_path: Path) -> None:
     write(
         tmp_path / "bases" / "base.yaml",
-        "solver: {base_lr: 0.01, steps: [10, 20, 30], max_iter: 40}\nmodel: {backbone: resnet18}\n",
+        "solver: {base_lr: 0.01, steps: [10, 20, 30], max_iter: 40}\nmodel: {backbone: {name: resnet18}}\n",
     )
     child = write(
         tmp_path / "exp" / "child.yaml",
-        "_base_: ../bases/base.yaml\nsolver:\n  steps: [5]\nmodel: {norm: gn}\n",
+        "_base_: ../bases/base.yaml\nsolver:\n  steps: [5]\nmodel: {backbone: {norm: gn}}\n",
     )
     config = load_config(child)
     assert config.solver.base_lr == 0.01  # kept from the base
     assert config.solver.max_iter == 40
     assert config.solver.steps == [5]  # the list is replaced, not merged
-    assert (config.model.backbone, config.model.norm) == ("resnet18", "gn")
+    assert (config.model.backbone.name, config.model.backbone.norm) == ("resnet18", "gn")
 
 
 def test_bases_resolve_relative_to_the_including_file_in_order(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -103,8 +104,8 @@ def test_unknown_keys_name_the_key_the_file_and_close_matches(tmp_path: Path) ->
     assert "solver.base_lrr" in message and str(tmp_path / "base.yaml") in message and "solver.base_lr" in message
     with pytest.raises(ConfigError, match=r"unknown key 'max_iter'.*'solver\.max_iter'"):
         load_config(write(tmp_path / "moved.yaml", "max_iter: 5\n"))
-    with pytest.raises(ConfigError, match=r"override 'model\.anchor_size=\[8\]'.*'model\.anchor_sizes'"):
-        load_config(None, ["model.anchor_size=[8]"])
+    with pytest.raises(ConfigError, match=r"override 'model\.rpn\.anchor_size=\[8\]'.*'model\.rpn\.anchor_sizes'"):
+        load_config(None, ["model.rpn.anchor_size=[8]"])
     with pytest.raises(ConfigError, match="unknown key 'nothing_like_it'$"):
         load_config(None, ["nothing_like_it=1"])
 
@@ -132,15 +133,15 @@ def test_wrong_types_name_the_key_and_the_file(tmp_path: Path, text: str, key: s
 
 
 def test_choice_fields_list_the_allowed_values(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="'model.backbone' must be one of 'resnet18', 'resnet34', 'resnet50'"):
-        load_config(None, ["model.backbone=resnet51"])
+    with pytest.raises(ConfigError, match="'model.backbone.name' must be one of 'resnet18', 'resnet34', 'resnet50'"):
+        load_config(None, ["model.backbone.name=resnet51"])
     with pytest.raises(ConfigError, match="'solver.warmup_method' must be one of 'linear', 'constant'"):
         load_config(write(tmp_path / "c.yaml", "solver: {warmup_method: cosine}\n"))
     with pytest.raises(ConfigError, match="'supervision' must be one of 'points', 'masks', 'boxes'"):
         load_config(None, ["supervision=polygons"])
     with pytest.raises(ConfigError, match="boxes .BoxInst. needs model.architecture: condinst"):
         load_config(None, ["supervision=boxes"])
-    assert load_config(None, ["model.fpn_norm=gn"]).model.fpn_norm == "gn"
+    assert load_config(None, ["model.fpn.norm=gn"]).model.fpn.norm == "gn"
 
 
 def test_ints_are_accepted_for_floats_and_scientific_notation_is_a_float(tmp_path: Path) -> None:
@@ -209,7 +210,7 @@ def test_unreadable_files_are_named(tmp_path: Path) -> None:
 
 
 def test_dump_then_load_gives_the_same_config(tmp_path: Path) -> None:
-    config = load_config(None, ["model.backbone=resnext101_32x8d", "solver.steps=[3,4]", "data.val_json=v.json", "seed=42"])
+    config = load_config(None, ["model.backbone.name=resnext101_32x8d", "solver.steps=[3,4]", "data.val_json=v.json", "seed=42"])
     path = tmp_path / "out" / "config.yaml"
     dump_config(config, path)
     assert load_config(path) == config

@@ -15,13 +15,16 @@ from pointsup.engine.config import load_config
 from pointsup.engine.trainer import train
 from tests.engine.test_trainer import CPU_CONFIG, data, overrides  # noqa: F401  (data is a fixture)
 
-HEAD_SIZES = ["model.mask_head_fc_dim=32", "model.point_head_fc_dim=16", "model.subdivision_num_points=196"]
+
+def head_sizes(head: str) -> list[str]:
+    """Small point heads, 196 points per subdivision step."""
+    return [f"model.mask_head.{head}.{key}" for key in ("fc_dim=32", "point_fc_dim=16", "subdivision_num_points=196")]
 
 
 @pytest.mark.parametrize("head, supervision", [("implicit_pointrend", "points"), ("implicit_pointrend", "masks"),
                                                ("pointrend", "points"), ("pointrend", "masks")])
 def test_point_heads_train_and_evaluate(data, tmp_path, head, supervision):  # noqa: F811
-    config = load_config(CPU_CONFIG, overrides(data, "solver.max_iter=2", f"model.mask_head={head}", *HEAD_SIZES,
+    config = load_config(CPU_CONFIG, overrides(data, "solver.max_iter=2", f"model.mask_head.name={head}", *head_sizes(head),
                                                supervision=supervision))
     result = train(config, tmp_path)
     assert 0.0 <= result.metrics["segm"]["AP"] <= 100.0
@@ -35,7 +38,8 @@ def test_point_heads_train_and_evaluate(data, tmp_path, head, supervision):  # n
 
 
 def test_implicit_pointrend_resumes_and_predicts_from_its_checkpoint(data, tmp_path):  # noqa: F811
-    settings = overrides(data, "solver.max_iter=3", "model.mask_head=implicit_pointrend", *HEAD_SIZES,
+    settings = overrides(data, "solver.max_iter=3", "model.mask_head.name=implicit_pointrend",
+                         *head_sizes("implicit_pointrend"),
                          "data.val_json=null", "solver.checkpoint_period=1", supervision="masks")
     straight = train(load_config(CPU_CONFIG, settings), tmp_path / "straight")
     (tmp_path / "resumed").mkdir()  # a run that stopped after its first checkpoint

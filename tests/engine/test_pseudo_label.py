@@ -13,9 +13,9 @@ from pycocotools import mask as mask_utils
 
 from pointsup.cli import main as cli_main
 from pointsup.data.dataset import InstanceDataset
+from pointsup.data.synthetic import generate_synthetic_dataset
 from pointsup.engine.config import load_config
 from pointsup.engine.predictor import load_trained_model
-from pointsup.data.synthetic import generate_synthetic_dataset
 from pointsup.engine.pseudo_label import PseudoLabelError, pseudo_label, reference_mismatch
 from pointsup.engine.trainer import train
 from pointsup.points.format import read_coco_json, validate_coco

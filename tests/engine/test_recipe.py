@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import numpy as np
 import pytest
@@ -91,7 +92,7 @@ def base_for(tmp_path: Path, architecture: str = "mask_rcnn", mask_head: str = "
     except ConfigError:
         stand_in = tmp_path / "bases" / shipped.name
         stand_in.parent.mkdir(parents=True, exist_ok=True)
-        model = {"architecture": architecture} if architecture == "condinst" else {"mask_head": mask_head}
+        model = {"architecture": architecture} if architecture == "condinst" else {"mask_head": {"name": mask_head}}
         stand_in.write_text(yaml.safe_dump({"model": model, "solver": {"ims_per_batch": 4}}), encoding="utf-8")
         return stand_in
 
@@ -253,7 +254,8 @@ def test_condinst_scales_its_sizes_of_interest_like_the_anchors(tmp_path: Path) 
     assert recipe.anchor_sizes is None and recipe.mask_head == "maskrcnn"
     factor = anchors[0] / 32
     assert recipe.condinst_sizes_of_interest == [s * factor for s in (64.0, 128.0, 256.0, 512.0, 1024.0)]
-    assert "model.anchor_sizes" not in recipe.settings() and "model.condinst_sizes_of_interest" in recipe.settings()
+    assert "model.rpn.anchor_sizes" not in recipe.settings()
+    assert "model.condinst.dynamic_head.sizes_of_interest" in recipe.settings()
 
 
 # --------------------------------------------------------------------------- schedule and detections
@@ -357,8 +359,10 @@ def test_the_yaml_loads_with_the_proposed_values(tmp_path: Path, architecture: s
     out.write_text(text, encoding="utf-8")
     config = load_config(out)
     for key, value in recipe.settings().items():
-        section, name = key.split(".")
-        assert getattr(getattr(config, section), name) == value, key
+        setting = config
+        for name in key.split("."):
+            setting = getattr(setting, name)
+        assert setting == value, key
     assert config.data.train_json == str(data.resolve()) and config.data.train_images == str(tmp_path.resolve())
     assert config.model.architecture == architecture and load_recipe_text(text) == config
     lines = text.splitlines()
@@ -457,7 +461,7 @@ def test_the_base_recipe_decides_the_model(tmp_path: Path, capsys: pytest.Captur
     for image in data["images"]:
         (tmp_path / "images" / image["file_name"]).write_bytes(b"")
     assert main(["recipe", str(coco), "--images", str(tmp_path / "images"), "--base", str(condinst)]) == 0
-    assert "condinst_sizes_of_interest" in capsys.readouterr().out
+    assert "dynamic_head: {sizes_of_interest: " in capsys.readouterr().out
     assert main(["recipe", str(coco), "--images", str(tmp_path / "images"), "--base", str(condinst),
                  "--architecture", "mask_rcnn"]) == 2
     assert "contradicts --base" in capsys.readouterr().err

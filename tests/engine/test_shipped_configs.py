@@ -3,6 +3,7 @@ recipes carry the reference's head settings; the CPU recipes build their model."
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import pytest
@@ -19,18 +20,20 @@ RECIPES = sorted(p for p in CONFIGS.rglob("*.yaml") if not p.name.startswith("Ba
 
 
 @pytest.mark.parametrize("path", RECIPES, ids=lambda p: str(p.relative_to(CONFIGS)))
-def test_recipe_loads(path):
-    config = load_config(path)
+def test_recipe_loads(path, caplog):
+    with caplog.at_level(logging.WARNING, logger="pointsup.engine.config"):
+        config = load_config(path)
+    assert not caplog.records, "a shipped config (or its base) uses old keys"
     head = path.name.split("_R")[0]
     if head in ("pointrend_rcnn", "implicit_pointrend") and path.parent.name == "coco":
-        assert config.model.mask_head == ("pointrend" if head == "pointrend_rcnn" else "implicit_pointrend")
+        assert config.model.mask_head.name == ("pointrend" if head == "pointrend_rcnn" else "implicit_pointrend")
         assert config.solver.max_iter == 270000 and config.solver.steps == [210000, 250000]
-        assert config.model.train_mask_on_pred_boxes == (head == "pointrend_rcnn")
+        assert config.model.roi_heads.train_mask_on_pred_boxes == (head == "pointrend_rcnn")
         assert config.data.sample_points == (5 if "point_aug" in path.name else 0)
         assert config.supervision == ("masks" if path.name.endswith("_masks.yaml") else "points")
     if head in ("condinst", "boxinst") and path.parent.name == "coco":
         assert config.model.architecture == "condinst" and config.solver.base_lr == 0.01
-        assert config.model.condinst_mask_head_channels == 8 and config.model.condinst_mask_branch_out_channels == 8
+        assert config.model.condinst.dynamic_head.channels == 8 and config.model.condinst.mask_branch.out_channels == 8
         schedule = [60000, 80000, 90000] if "_1x" in path.name else [210000, 250000, 270000]
         assert [*config.solver.steps, config.solver.max_iter] == schedule
         expected = "boxes" if head == "boxinst" else "masks" if path.name.endswith("_masks.yaml") else "points"
@@ -40,14 +43,14 @@ def test_recipe_loads(path):
 
 @pytest.mark.parametrize("path", sorted((CONFIGS / "cpu").glob("*.yaml")), ids=lambda p: p.name)
 def test_cpu_recipe_builds_its_model(path):
-    config = load_config(path, ["model.backbone_weights=null"])  # a meta model holds no weights
+    config = load_config(path, ["model.backbone.weights=null"])  # a meta model holds no weights
     with torch.device("meta"):
         model = build_model(config.model, 3, config.supervision)
     if config.model.architecture == "condinst":
         assert isinstance(model, CondInst) and model.dynamic_head.num_params == 169
         return
     head = model.roi_heads.point_mask_head
-    expected = {"pointrend": PointRendMaskHead, "implicit_pointrend": ImplicitPointRendMaskHead}.get(config.model.mask_head)
+    expected = {"pointrend": PointRendMaskHead, "implicit_pointrend": ImplicitPointRendMaskHead}.get(config.model.mask_head.name)
     if expected is not None:
         assert isinstance(head, expected)
 
@@ -56,7 +59,7 @@ def test_pretrained_cpu_recipe_starts_from_the_installed_imagenet_weights():
     from pointsup.modeling.efficientnet_lite import EfficientNetLite, load_lite_weights
 
     config = load_config(CONFIGS / "cpu" / "balloon_lite0_points.yaml")
-    assert config.model.backbone_weights == "imagenet" and config.model.pixel_mean == [127.5] * 3  # the backbone's own
+    assert config.model.backbone.weights == "imagenet" and config.model.pixel_mean == [127.5] * 3  # the backbone's own
     model = build_model(config.model, 1, config.supervision)
     reference = EfficientNetLite("efficientnet_lite0")
     load_lite_weights(reference, "imagenet")

@@ -11,12 +11,21 @@ import torch.nn.functional as F
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pointsup.modeling.condinst.build import build_condinst
+from pointsup.modeling.build import build_model
+from pointsup.modeling.condinst.config import DynamicMaskHeadConfig, FCOSConfig
 from pointsup.modeling.condinst.dynamic_head import DynamicMaskHead
 from pointsup.modeling.condinst.fcos import CondInstHead, Locations, match_locations
 from pointsup.structures.instances import InstanceTargets, Sample
+from tests.modeling.model_settings import model_config
 
 STRIDES = [8, 16, 32, 64, 128]
+#: FCOS's published assignment radius (the config's default)
+RADIUS = FCOSConfig().center_sampling_radius
+
+
+def dynamic_head(**settings) -> DynamicMaskHead:
+    """A dynamic head on 8 mask feature channels at stride 4 (the published sizes, changed by ``settings``)."""
+    return DynamicMaskHead.from_config(DynamicMaskHeadConfig(**settings), in_channels=8, output_stride=4)
 
 
 def test_locations_are_cell_centres_in_continuous_coordinates():
@@ -36,14 +45,14 @@ def _pyramid(height: int, width: int) -> Locations:
 def test_assignment_picks_the_level_by_object_size_and_the_smaller_of_two_boxes():
     locations = _pyramid(256, 256)
     small = torch.tensor([[96.0, 96.0, 136.0, 136.0]])  # 40 px: reach <= 36 from its centre -> p3 (0, 64)
-    matched = match_locations(locations, small)
+    matched = match_locations(locations, small, RADIUS)
     assert (matched == 0).any() and set(locations.levels[matched == 0].tolist()) == {0}
     large = torch.tensor([[0.0, 0.0, 200.0, 200.0]])  # reach 100 at the centre -> p4 (64, 128); up to 148 -> p5
-    assert set(locations.levels[match_locations(locations, large) == 0].tolist()) == {1, 2}
-    both = match_locations(locations, torch.cat([large, small]))
+    assert set(locations.levels[match_locations(locations, large, RADIUS) == 0].tolist()) == {1, 2}
+    both = match_locations(locations, torch.cat([large, small]), RADIUS)
     centre = int(torch.nonzero((locations.centres == torch.tensor([116.0, 116.0])).all(1)).item())
     assert both[centre] == 1  # inside both, p3 in range only for the small one
-    assert (match_locations(locations, torch.zeros((0, 4))) == -1).all()
+    assert (match_locations(locations, torch.zeros((0, 4)), RADIUS) == -1).all()
 
 
 @settings(max_examples=30, deadline=None)
@@ -65,7 +74,7 @@ def test_every_assigned_location_obeys_the_fcos_rule(x0, y0, w, h, radius):
 
 @pytest.mark.parametrize("negative_slope", [0.0, 0.1])
 def test_dynamic_head_equals_explicit_per_instance_convolutions(negative_slope):
-    head = DynamicMaskHead(in_channels=8, channels=8, num_layers=3, negative_slope=negative_slope)
+    head = dynamic_head(channels=8, num_layers=3, negative_slope=negative_slope)
     assert head.num_params == 169
     features = torch.randn(2, 8, 5, 7)
     params = torch.randn(3, 169)
@@ -94,7 +103,7 @@ def test_dynamic_head_equals_explicit_per_instance_convolutions(negative_slope):
 
 
 def test_dynamic_head_activity_reports_a_collapsed_head():
-    head = DynamicMaskHead(in_channels=8, channels=8, num_layers=3)
+    head = dynamic_head(channels=8, num_layers=3)
     params = torch.randn(2, 169)
     params[:, 152 + 8 : 152 + 16] = -1e4  # second hidden layer's biases: every unit dead
     args = (torch.randn(1, 8, 4, 4), 8, torch.tensor([0, 0]), torch.tensor([[8.0, 8.0], [20.0, 4.0]]), torch.tensor([0, 1]))
@@ -103,24 +112,24 @@ def test_dynamic_head_activity_reports_a_collapsed_head():
     torch.testing.assert_close(logits, params[:, -1, None, None].expand(2, 8, 8))  # constant: the final bias
     assert head.logits_and_activity(*args, params[:0])[1].item() == 0.0
     with pytest.raises(ValueError, match="negative_slope"):
-        DynamicMaskHead(negative_slope=1.0)
+        dynamic_head(negative_slope=1.0)
 
 
-def tiny_condinst(supervision: str, **settings):
-    return build_condinst(
-        2,
-        supervision,
-        backbone="resnet18",
-        norm="gn",
-        trainable_backbone_layers=5,
-        fpn_channels=64,
-        fpn_norm="gn",
-        fcos_num_convs=1,
-        condinst_mask_branch_channels=16,
-        condinst_mask_branch_num_convs=1,
-        condinst_mask_branch_norm="gn",
-        **settings,
-    )
+def tiny_condinst(supervision: str, settings: dict | None = None):
+    """A small CondInst; ``settings`` (dotted keys below ``model``) change it."""
+    tiny = {
+        "architecture": "condinst",
+        "backbone.name": "resnet18",
+        "backbone.norm": "gn",
+        "backbone.trainable_layers": 5,
+        "fpn.channels": 64,
+        "fpn.norm": "gn",
+        "condinst.fcos.num_convs": 1,
+        "condinst.mask_branch.channels": 16,
+        "condinst.mask_branch.num_convs": 1,
+        "condinst.mask_branch.norm": "gn",
+    }
+    return build_model(model_config({**tiny, **(settings or {})}), 2, supervision)
 
 
 def sample(num: int, height: int = 96, width: int = 128, seed: int = 0) -> Sample:
@@ -142,7 +151,7 @@ MASK_LOSS_KEYS = {"masks": {"loss_mask"}, "points": {"loss_mask_point"}, "boxes"
 @pytest.mark.parametrize("supervision", ["masks", "points", "boxes"])
 def test_losses_are_finite_and_reach_the_controller(supervision):
     torch.manual_seed(0)
-    model = tiny_condinst(supervision, boxinst_pairwise_warmup_iters=0).train()
+    model = tiny_condinst(supervision, {"condinst.boxinst.pairwise_warmup_iters": 0}).train()
     outputs = model([sample(2), sample(0, seed=1)])  # the second image has no instance
     losses = {k: v for k, v in outputs.items() if k.startswith("loss")}
     assert set(losses) == {"loss_cls", "loss_box_reg", "loss_ctrness"} | MASK_LOSS_KEYS[supervision]
@@ -156,7 +165,7 @@ def test_losses_are_finite_and_reach_the_controller(supervision):
 @pytest.mark.parametrize("negative_slope", [0.0, 0.1])
 def test_a_collapsed_relu_head_is_reported_once(negative_slope, caplog):
     torch.manual_seed(0)
-    model = tiny_condinst("points", condinst_mask_head_negative_slope=negative_slope).train()
+    model = tiny_condinst("points", {"condinst.dynamic_head.negative_slope": negative_slope}).train()
     with torch.no_grad():  # kill every unit of the second hidden layer, for every location
         model.head.controller.weight[160:168] = 0.0
         model.head.controller.bias[160:168] = -1e4
@@ -181,7 +190,7 @@ def test_a_batch_without_instances_trains_with_zero_mask_loss(supervision):
 
 
 def test_pairwise_loss_is_warmed_up():
-    model = tiny_condinst("boxes", boxinst_pairwise_warmup_iters=4).train()
+    model = tiny_condinst("boxes", {"condinst.boxinst.pairwise_warmup_iters": 4}).train()
     first = model([sample(2)])["loss_pairwise"].detach()
     assert float(first) == 0.0  # iteration 0 of 4
     model.iteration.fill_(2)
@@ -190,7 +199,7 @@ def test_pairwise_loss_is_warmed_up():
 
 def test_inference_with_zero_and_with_many_detections():
     torch.manual_seed(0)
-    model = tiny_condinst("points", condinst_mask_resolution=28).eval()
+    model = tiny_condinst("points", {"condinst.mask_resolution": 28}).eval()
     resized = sample(2)
     resized.original_size = (192, 256)  # the model saw the image at half size
     with torch.no_grad():
@@ -206,7 +215,7 @@ def test_inference_with_zero_and_with_many_detections():
 
 
 def test_box_relative_masks_cut_the_image_mask_to_the_box():
-    model = tiny_condinst("points", condinst_mask_resolution=8)
+    model = tiny_condinst("points", {"condinst.mask_resolution": 8})
     image_probs = torch.zeros((2, 24, 32))
     image_probs[:, 4:12, 8:20] = 1.0  # stride 4: input pixels x 32..80, y 16..48
     boxes = torch.tensor([[32.0, 16.0, 80.0, 48.0], [0.0, 0.0, 128.0, 96.0]])

@@ -9,7 +9,7 @@ import copy
 import pytest
 import torch
 
-from pointsup.modeling.mask_rcnn import total_loss
+from pointsup.modeling.detector import total_loss
 from tests.modeling.test_mask_rcnn import sample, tiny_model
 
 pytestmark = [pytest.mark.cuda, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")]
@@ -18,8 +18,8 @@ HEADS = ["maskrcnn", "pointrend", "implicit_pointrend"]
 #: small point heads, as in tests/modeling/test_point_heads_in_model.py
 HEAD_SIZES = {
     "maskrcnn": {},
-    "pointrend": {"mask_head_fc_dim": 32, "point_head_fc_dim": 16},
-    "implicit_pointrend": {"mask_head_fc_dim": 32, "point_head_fc_dim": 16},
+    "pointrend": {"mask_head.pointrend.fc_dim": 32, "mask_head.pointrend.point_fc_dim": 16},
+    "implicit_pointrend": {"mask_head.implicit_pointrend.fc_dim": 32, "mask_head.implicit_pointrend.point_fc_dim": 16},
 }
 
 
@@ -34,7 +34,7 @@ def exact_float32_matmuls():
 
 @pytest.mark.parametrize("head", HEADS)
 def test_mask_head_probabilities_match_the_cpu(head):
-    model = tiny_model("points", mask_head=head, **HEAD_SIZES[head]).eval()
+    model = tiny_model("points", {"mask_head.name": head, **HEAD_SIZES[head]}).eval()
     image = sample(96, 128, []).image.float()[None] / 255
     boxes = [torch.tensor([[10.0, 8.0, 70.0, 60.0], [40.0, 30.0, 120.0, 90.0], [0.0, 0.0, 128.0, 96.0]])]
     classes = [torch.tensor([0, 2, 1])]
@@ -54,7 +54,7 @@ def test_mask_head_probabilities_match_the_cpu(head):
 
 @pytest.mark.parametrize("head", HEADS)
 def test_amp_training_step_gives_finite_losses_and_gradients(head):
-    model = tiny_model("points", mask_head=head, **HEAD_SIZES[head]).cuda().train()
+    model = tiny_model("points", {"mask_head.name": head, **HEAD_SIZES[head]}).cuda().train()
     batch = [sample(96, 128, [[10, 10, 60, 50], [40, 30, 120, 90]], [[1, 0, -1, 1], [1, 1, 0, 0]]), sample(80, 96, [])]
     scaler = torch.amp.GradScaler("cuda")
     with torch.autocast("cuda", dtype=torch.float16):

@@ -8,7 +8,7 @@ import json
 import pytest
 import torch
 
-from pointsup.modeling.build import build_implicit_pointrend_mask_head
+from pointsup.modeling.mask_heads.config import ImplicitPointRendConfig, MaskHeadConfig
 from pointsup.modeling.mask_heads.convfc import ConvFCHead, FineFeatureSampler
 from pointsup.modeling.mask_heads.implicit_pointrend import ImplicitPointHead, ImplicitPointRendMaskHead
 from tests.conftest import golden_file
@@ -19,16 +19,24 @@ def load(name: str) -> dict:
     return torch.load(golden_file(name), weights_only=False)
 
 
+def build_head(num_classes: int, supervision: str, in_channels: int = 256, conv_dim: int = 256, class_agnostic: bool = False,
+               **settings) -> ImplicitPointRendMaskHead:
+    """The head of a ``model.mask_head`` section: ``settings`` are its ``implicit_pointrend`` part."""
+    config = MaskHeadConfig(conv_dim=conv_dim, class_agnostic=class_agnostic,
+                            implicit_pointrend=ImplicitPointRendConfig(**settings))
+    return ImplicitPointRendMaskHead.from_config(config, num_classes, supervision, in_channels)
+
+
 def small_head(supervision: str, num_classes: int = 3) -> ImplicitPointRendMaskHead:
     """The golden vectors' configuration: p2 with 16 channels, conv 16, FC 32, point head 8 wide."""
-    point_head = ImplicitPointHead(16, num_classes, hidden_dim=8, num_hidden=3)
+    point_head = ImplicitPointHead(16, num_classes, hidden_dim=8, num_hidden=3, positional_encoding=True)
     return ImplicitPointRendMaskHead(ConvFCHead(16, 14, 16, [32, 32], (point_head.num_params,)), point_head,
                                      FineFeatureSampler("0", 4), supervision)
 
 
 def test_dynamic_point_head_matches_the_reference():
     golden = load("implicit_point_head.pt")
-    head = ImplicitPointHead(16, 3, hidden_dim=8, num_hidden=3)
+    head = ImplicitPointHead(16, 3, hidden_dim=8, num_hidden=3, positional_encoding=True)
     head.positional_encoding_gaussian_matrix.copy_(golden["gaussian_matrix"])
     assert head.num_weight_params == golden["num_weight_params"]
     assert head.num_bias_params == golden["num_bias_params"]
@@ -41,7 +49,7 @@ def test_default_sizes_match_the_reference():
     summary = json.loads(golden_file("summary.json").read_text())
     sizes, counts = summary["implicit_point_head_default_sizes"], summary["implicit_head_default_param_counts"]
     with torch.device("meta"):
-        head = build_implicit_pointrend_mask_head(80, "points")
+        head = build_head(80, "points")
     assert head.point_head.layer_shapes[0][1] == sizes["in_channels"]
     assert head.point_head.num_weight_params == sizes["num_weight_params"]
     assert head.point_head.num_params == sizes["num_params"]
@@ -86,7 +94,7 @@ def test_subdivision_masks_match_the_reference(name, fast):
 
 def test_fast_inference_equals_the_straightforward_computation_with_many_classes():
     torch.manual_seed(1)
-    head = build_implicit_pointrend_mask_head(12, "masks", channels=16, conv_dim=16, fc_dim=32, point_fc_dim=16)
+    head = build_head(12, "masks", in_channels=16, conv_dim=16, fc_dim=32, point_fc_dim=16)
     torch.nn.init.normal_(head.parameter_head.prediction.weight, std=0.05)  # untrained heads predict near-zero logits
     assert_fast_equals_straightforward(head)
 
@@ -106,8 +114,7 @@ def test_zero_rois_train_and_predict():
 
 
 def test_class_agnostic_head_predicts_one_channel():
-    head = build_implicit_pointrend_mask_head(5, "masks", channels=16, conv_dim=16, fc_dim=32, point_fc_dim=8,
-                                              class_agnostic=True).eval()
+    head = build_head(5, "masks", in_channels=16, conv_dim=16, fc_dim=32, point_fc_dim=8, class_agnostic=True).eval()
     assert head.point_head.layer_shapes[-1] == (1, 8)
     with torch.no_grad():
         masks = head.predict({"0": torch.randn(1, 16, 16, 20)}, [torch.tensor([[2.0, 3.0, 40.0, 50.0]])], [torch.tensor([4])])
@@ -115,15 +122,15 @@ def test_class_agnostic_head_predicts_one_channel():
 
 
 def test_invalid_subdivision_points_are_rejected():
-    point_head = ImplicitPointHead(16, 3, 8, 3)
+    point_head = ImplicitPointHead(16, 3, 8, 3, True)
     with pytest.raises(ValueError, match="square"):
         ImplicitPointRendMaskHead(ConvFCHead(16, 14, 16, [32], (point_head.num_params,)), point_head, FineFeatureSampler(),
-                                  "masks", subdivision_num_points=700)
+                                  "masks", ImplicitPointRendConfig(subdivision_num_points=700))
 
 
 def test_base_init_starts_every_roi_at_a_kaiming_network_that_passes_gradient():
     torch.manual_seed(0)
-    head = build_implicit_pointrend_mask_head(3, "points", channels=16, conv_dim=16, fc_dim=32, point_fc_dim=8, base_init=True)
+    head = build_head(3, "points", in_channels=16, conv_dim=16, fc_dim=32, point_fc_dim=8, base_init=True)
     weights, biases = head.point_head.parse_parameters(head.parameter_head.prediction.bias[None])
     for k, (weight, bias) in enumerate(zip(weights, biases)):
         expected_std = 0.001 if k == len(weights) - 1 else (2.0 / weight.shape[2]) ** 0.5
@@ -131,7 +138,7 @@ def test_base_init_starts_every_roi_at_a_kaiming_network_that_passes_gradient():
         assert torch.equal(bias, torch.zeros_like(bias))
     targets = golden_targets(load("implicit_head_pointsup.pt"), with_points=True)
     features = {"0": torch.randn(2, 16, 16, 20)}
-    reference = build_implicit_pointrend_mask_head(3, "points", channels=16, conv_dim=16, fc_dim=32, point_fc_dim=8)
+    reference = build_head(3, "points", in_channels=16, conv_dim=16, fc_dim=32, point_fc_dim=8)
     for model in (head, reference):
         model.losses(features, targets)["loss_mask_point"].backward()
     first_layer = slice(0, head.point_head.num_weight_params[0])

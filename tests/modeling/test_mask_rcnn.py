@@ -7,18 +7,22 @@ import pytest
 import torch
 from torchvision.ops import roi_align
 
-from pointsup.modeling.build import build_mask_rcnn
-from pointsup.modeling.mask_rcnn import total_loss
+from pointsup.modeling.build import build_model
+from pointsup.modeling.detector import total_loss
 from pointsup.modeling.poolers import AlignedMultiScaleRoIAlign, assign_fpn_levels
 from pointsup.structures import InstanceTargets, Sample
+from tests.modeling.model_settings import model_config
+
+TINY = {"backbone.name": "resnet18", "backbone.norm": "gn", "backbone.trainable_layers": 5, "fpn.channels": 32,
+        "fpn.norm": "gn", "mask_head.conv_dim": 16, "mask_head.norm": "gn", "rpn.anchor_sizes": [8, 16, 32, 64, 128],
+        "rpn.pre_nms_top_n_train": 100, "rpn.post_nms_top_n_train": 50, "rpn.pre_nms_top_n_test": 50,
+        "rpn.post_nms_top_n_test": 20, "roi_heads.batch_size_per_image": 16}
 
 
-def tiny_model(supervision: str, **kwargs) -> torch.nn.Module:
+def tiny_model(supervision: str, settings: dict | None = None) -> torch.nn.Module:
+    """A small Mask R-CNN; ``settings`` (dotted keys below ``model``) change it."""
     torch.manual_seed(0)
-    return build_mask_rcnn(3, supervision, backbone="resnet18", norm="gn", trainable_backbone_layers=5, fpn_channels=32,
-                           fpn_norm="gn", mask_head_conv_dim=16, mask_head_norm="gn", anchor_sizes=(8, 16, 32, 64, 128),
-                           rpn_pre_nms_top_n_train=100, rpn_post_nms_top_n_train=50, rpn_pre_nms_top_n_test=50,
-                           rpn_post_nms_top_n_test=20, roi_batch_size_per_image=16, **kwargs)
+    return build_model(model_config({**TINY, **(settings or {})}), 3, supervision)
 
 
 def sample(height: int, width: int, boxes: list[list[float]], labels: list[list[float]] | None = None) -> Sample:
@@ -59,7 +63,7 @@ def test_a_batch_of_empty_images_trains_without_mask_rois():
 
 
 def test_inference_with_zero_detections_returns_empty_results():
-    model = tiny_model("points", box_score_thresh=1.0).eval()
+    model = tiny_model("points", {"roi_heads.score_thresh": 1.0}).eval()
     with torch.no_grad():
         detections = model([sample(64, 64, []), sample(48, 80, [])])
     assert [len(d) for d in detections] == [0, 0]
@@ -67,7 +71,7 @@ def test_inference_with_zero_detections_returns_empty_results():
 
 
 def test_detections_are_scaled_to_the_original_image():
-    model = tiny_model("points", box_score_thresh=0.0).eval()
+    model = tiny_model("points", {"roi_heads.score_thresh": 0.0}).eval()
     small = sample(64, 96, [])
     small.original_size = (128, 192)
     with torch.no_grad():

@@ -7,15 +7,15 @@ from __future__ import annotations
 import pytest
 import torch
 
-from pointsup.modeling.mask_rcnn import total_loss
+from pointsup.modeling.detector import total_loss
 from tests.modeling.test_mask_rcnn import sample, tiny_model
 
 HEADS = ["pointrend", "implicit_pointrend"]
-SMALL = {"mask_head_fc_dim": 32, "point_head_fc_dim": 16}
 
 
-def point_head_model(head: str, supervision: str, **kwargs) -> torch.nn.Module:
-    return tiny_model(supervision, mask_head=head, **SMALL, **kwargs)
+def point_head_model(head: str, supervision: str, settings: dict | None = None) -> torch.nn.Module:
+    small = {"mask_head.name": head, f"mask_head.{head}.fc_dim": 32, f"mask_head.{head}.point_fc_dim": 16}
+    return tiny_model(supervision, {**small, **(settings or {})})
 
 
 @pytest.mark.parametrize("head", HEADS)
@@ -44,7 +44,7 @@ def test_a_batch_without_foreground_rois_trains(head):
 
 @pytest.mark.parametrize("head", HEADS)
 def test_inference_with_zero_detections_returns_empty_results(head):
-    model = point_head_model(head, "points", box_score_thresh=1.0).eval()
+    model = point_head_model(head, "points", {"roi_heads.score_thresh": 1.0}).eval()
     with torch.no_grad():
         detections = model([sample(64, 64, []), sample(48, 80, [])])
     assert [len(d) for d in detections] == [0, 0]
@@ -53,7 +53,7 @@ def test_inference_with_zero_detections_returns_empty_results(head):
 
 @pytest.mark.parametrize("head", HEADS)
 def test_inference_gives_224_masks_in_unit_range(head):
-    model = point_head_model(head, "points", box_score_thresh=0.0, detections_per_image=7).eval()
+    model = point_head_model(head, "points", {"roi_heads.score_thresh": 0.0, "detections_per_image": 7}).eval()
     with torch.no_grad():
         detections = model([sample(64, 96, []), sample(72, 64, [])])
     assert [len(d) for d in detections] == [7, 7]
@@ -63,7 +63,7 @@ def test_inference_gives_224_masks_in_unit_range(head):
 
 
 def test_refined_boxes_decode_the_matched_class_and_fall_back_on_degenerate_boxes():
-    model = point_head_model("pointrend", "points", train_mask_on_pred_boxes=True)
+    model = point_head_model("pointrend", "points", {"roi_heads.train_mask_on_pred_boxes": True})
     heads = model.roi_heads
     proposals = [torch.tensor([[10.0, 10.0, 50.0, 40.0], [0.0, 0.0, 20.0, 20.0]])]
     regression = torch.zeros((2, 4 * 4))

@@ -6,8 +6,15 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pointsup.modeling.point_ops import (box_points_to_image, channels_last, ignore_points_outside_box, image_points_to_box,
-                                         point_sample, regular_grid_points, sample_image_features)
+from pointsup.modeling.point_ops import (
+    box_points_to_image,
+    channels_last,
+    ignore_points_outside_box,
+    image_points_to_box,
+    point_sample,
+    regular_grid_points,
+    sample_image_features,
+)
 
 coordinate = st.floats(-500, 500, allow_nan=False, width=32)
 

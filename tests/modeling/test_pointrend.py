@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from pointsup.modeling.build import build_pointrend_mask_head
 from pointsup.modeling.losses import point_loss, roi_point_loss, select_class_channel
+from pointsup.modeling.mask_heads.config import MaskHeadConfig, PointRendConfig
 from pointsup.modeling.mask_heads.convfc import ConvFCHead, FineFeatureSampler
 from pointsup.modeling.mask_heads.pointrend import PointRendMaskHead, StandardPointHead
 from pointsup.modeling.mask_heads.subdivision import initial_resolution
@@ -91,7 +91,8 @@ def test_point_supervision_supervises_coarse_and_point_logits_at_the_annotated_p
 
 def test_fast_inference_equals_the_straightforward_computation_with_many_classes():
     torch.manual_seed(2)
-    head = build_pointrend_mask_head(12, "masks", channels=16, conv_dim=16, fc_dim=32, point_fc_dim=16)
+    config = MaskHeadConfig(conv_dim=16, pointrend=PointRendConfig(fc_dim=32, point_fc_dim=16))
+    head = PointRendMaskHead.from_config(config, 12, "masks", in_channels=16)
     torch.nn.init.normal_(head.coarse_head.prediction.weight, std=0.05)
     torch.nn.init.normal_(head.point_head.predictor.weight, std=0.05)
     assert_fast_equals_straightforward(head)

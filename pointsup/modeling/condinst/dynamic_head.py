@@ -4,9 +4,17 @@ instance's location."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+from pointsup.modeling.condinst.config import DynamicMaskHeadConfig
+
+if TYPE_CHECKING:
+    from typing import Self
 
 
 class DynamicMaskHead(nn.Module):
@@ -33,12 +41,12 @@ class DynamicMaskHead(nn.Module):
 
     def __init__(
         self,
-        in_channels: int = 8,
-        channels: int = 8,
-        num_layers: int = 3,
-        sizes_of_interest: tuple[float, ...] = (64, 128, 256, 512, 1024),
-        output_stride: int = 4,
-        negative_slope: float = 0.0,
+        in_channels: int,
+        channels: int,
+        num_layers: int,
+        sizes_of_interest: Sequence[float],
+        output_stride: int,
+        negative_slope: float,
     ):
         super().__init__()
         if num_layers < 1:
@@ -51,8 +59,15 @@ class DynamicMaskHead(nn.Module):
         self.weight_counts = [o * i for o, i in self.shapes]
         self.bias_counts = [o for o, _ in self.shapes]
         self.num_params = sum(self.weight_counts) + sum(self.bias_counts)
-        self.register_buffer("sizes_of_interest", torch.tensor(sizes_of_interest, dtype=torch.float32), persistent=False)
+        self.register_buffer("sizes_of_interest", torch.tensor(tuple(sizes_of_interest), dtype=torch.float32), persistent=False)
         self.output_stride = output_stride
+
+    @classmethod
+    def from_config(cls, config: DynamicMaskHeadConfig, in_channels: int, output_stride: int) -> Self:
+        """The head of the ``model.condinst.dynamic_head`` section on ``in_channels`` mask features."""
+        return cls(
+            in_channels, config.channels, config.num_layers, config.sizes_of_interest, output_stride, config.negative_slope
+        )
 
     def split_params(self, params: Tensor) -> tuple[list[Tensor], list[Tensor]]:
         """(N, num_params) -> per layer, weights (N, out, in) and biases (N, out, 1)."""

@@ -11,11 +11,17 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor, nn
 from torchvision.models.detection.fcos import FCOSHead
 from torchvision.ops import boxes as box_ops
+
+from pointsup.modeling.condinst.config import FCOSConfig
+
+if TYPE_CHECKING:
+    from typing import Self
 
 
 @dataclass
@@ -55,7 +61,7 @@ class Locations:
         return torch.cat([self.centres - half, self.centres + half], dim=1)
 
 
-def match_locations(locations: Locations, boxes: Tensor, center_sampling_radius: float = 1.5) -> Tensor:
+def match_locations(locations: Locations, boxes: Tensor, center_sampling_radius: float) -> Tensor:
     """FCOS's assignment of ground-truth boxes to locations.
 
     A location is a candidate for a box when it lies inside the box, within
@@ -107,7 +113,7 @@ class CondInstHead(FCOSHead):
         num_convs: convolutions per tower (GroupNorm + ReLU after each).
     """
 
-    def __init__(self, in_channels: int, num_classes: int, num_params: int, num_convs: int = 4):
+    def __init__(self, in_channels: int, num_classes: int, num_params: int, num_convs: int):
         super().__init__(in_channels, num_anchors=1, num_classes=num_classes, num_convs=num_convs)
         self.controller = nn.Conv2d(in_channels, num_params, kernel_size=3, padding=1)
         nn.init.normal_(self.controller.weight, std=0.01)
@@ -118,6 +124,12 @@ class CondInstHead(FCOSHead):
         # through the ReLU. With pretrained features most locations start that way, and some seeds
         # never detect anything. Boxes one stride wide on every side at the start keep each side alive.
         nn.init.constant_(self.regression_head.bbox_reg.bias, REGRESSION_BIAS_INIT)
+
+    @classmethod
+    def from_config(cls, config: FCOSConfig, in_channels: int, num_classes: int, num_params: int) -> Self:
+        """The towers of the ``model.condinst.fcos`` section (``num_convs``) and a controller of
+        ``num_params`` outputs."""
+        return cls(in_channels, num_classes, num_params, config.num_convs)
 
     def forward(self, features: list[Tensor]) -> dict[str, Tensor]:
         """Per-location outputs over all levels, each (B, L, ·): ``cls_logits`` (C),
@@ -159,10 +171,10 @@ def select_detections(
     boxes: Tensor,
     locations: Locations,
     image_size: tuple[int, int],
-    score_thresh: float = 0.05,
-    topk_candidates: int = 1000,
-    nms_thresh: float = 0.6,
-    detections_per_image: int = 100,
+    score_thresh: float,
+    topk_candidates: int,
+    nms_thresh: float,
+    detections_per_image: int,
 ) -> DetectionCandidates:
     """FCOS post-processing of one image.
 

@@ -4,9 +4,16 @@ instance's dynamic mask head reads."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+from pointsup.modeling.backbone import norm_factory
+from pointsup.modeling.condinst.config import MaskBranchConfig
+
+if TYPE_CHECKING:
+    from typing import Self
 
 
 def _conv_norm_relu(in_channels: int, out_channels: int, norm: Callable[[int], nn.Module] | None) -> nn.Sequential:
@@ -36,9 +43,9 @@ class MaskBranch(nn.Module):
     def __init__(
         self,
         in_channels: int,
-        channels: int = 128,
-        out_channels: int = 8,
-        num_convs: int = 4,
+        channels: int,
+        out_channels: int,
+        num_convs: int,
         num_levels: int = 3,
         norm: Callable[[int], nn.Module] | None = None,
     ):
@@ -52,6 +59,11 @@ class MaskBranch(nn.Module):
                 nn.init.kaiming_uniform_(module.weight, a=1)
                 if module.bias is not None:
                     nn.init.zeros_(module.bias)
+
+    @classmethod
+    def from_config(cls, config: MaskBranchConfig, in_channels: int) -> Self:
+        """The branch of the ``model.condinst.mask_branch`` section, on p3-p5 of ``in_channels``."""
+        return cls(in_channels, config.channels, config.out_channels, config.num_convs, 3, norm_factory(config.norm))
 
     def forward(self, levels: list[Tensor]) -> Tensor:
         """``levels``: the finest pyramid maps first, each (B, in_channels, H_l, W_l)."""

@@ -17,17 +17,20 @@ At inference each detection's mask probabilities are resampled onto a box-relati
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal, cast
+from typing import TYPE_CHECKING, Literal, cast
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 from torchvision.ops import roi_align
 
+from pointsup.modeling.backbone import P3_P7_STRIDES, backbone_fpn_from_config
 from pointsup.modeling.condinst.color import color_similarity, downsample_for_pairwise
+from pointsup.modeling.condinst.config import BoxInstConfig
 from pointsup.modeling.condinst.dynamic_head import CollapseWatch, DynamicMaskHead
 from pointsup.modeling.condinst.fcos import CondInstHead, Locations, match_locations, select_detections
 from pointsup.modeling.condinst.losses import (
@@ -39,8 +42,13 @@ from pointsup.modeling.condinst.losses import (
     projection_loss,
 )
 from pointsup.modeling.condinst.mask_branch import MaskBranch
+from pointsup.modeling.config import ModelConfig
 from pointsup.modeling.detector import Detector
+from pointsup.modeling.normalization import resolve_normalization
 from pointsup.structures.instances import Detections, InstanceTargets, Sample
+
+if TYPE_CHECKING:
+    from typing import Self
 
 log = logging.getLogger(__name__)
 
@@ -49,24 +57,16 @@ CONDINST_SUPERVISIONS = ("masks", "points", "boxes")
 
 
 @dataclass
-class PairwiseSettings:
-    """BoxInst's pairwise term: neighbourhood, colour-similarity threshold and warmup."""
-
-    kernel_size: int = 3
-    dilation: int = 2
-    color_threshold: float = 0.3
-    warmup_iters: int = 10000
-
-
-@dataclass
 class InferenceSettings:
-    """FCOS post-processing and the box-relative mask grid."""
+    """FCOS post-processing and the box-relative mask grid (from the ``model.condinst.fcos``
+    section, ``model.detections_per_image`` and ``model.condinst.mask_resolution``; the model's
+    copy may be changed to predict differently)."""
 
-    score_thresh: float = 0.05
-    topk_candidates: int = 1000
-    nms_thresh: float = 0.6
-    detections_per_image: int = 100
-    mask_resolution: int = 112
+    score_thresh: float
+    topk_candidates: int
+    nms_thresh: float
+    detections_per_image: int
+    mask_resolution: int
 
 
 @dataclass
@@ -91,7 +91,7 @@ class CondInst(Detector):
         center_sampling_radius: FCOS's assignment radius, in strides.
         max_proposals: at most this many positive locations per batch train the mask head
             (chosen at random when there are more).
-        pairwise: BoxInst's pairwise settings (``boxes`` supervision).
+        boxinst: BoxInst's pairwise settings (``boxes`` supervision).
         inference: post-processing settings.
         pixel_mean, pixel_std, size_divisibility: as for :class:`Detector`.
     """
@@ -108,10 +108,10 @@ class CondInst(Detector):
         supervision: CondInstSupervision,
         pixel_mean: Sequence[float],
         pixel_std: Sequence[float],
-        center_sampling_radius: float = 1.5,
-        max_proposals: int = 500,
-        pairwise: PairwiseSettings | None = None,
-        inference: InferenceSettings | None = None,
+        center_sampling_radius: float,
+        max_proposals: int,
+        boxinst: BoxInstConfig,
+        inference: InferenceSettings,
         size_divisibility: int = 32,
     ):
         super().__init__(pixel_mean, pixel_std, size_divisibility)
@@ -125,11 +125,41 @@ class CondInst(Detector):
         self.supervision = supervision
         self.center_sampling_radius = center_sampling_radius
         self.max_proposals = max_proposals
-        self.pairwise = pairwise or PairwiseSettings()
-        self.inference = inference or InferenceSettings()
+        self.boxinst = boxinst
+        self.inference = inference
         #: training iterations seen (BoxInst's pairwise warmup); saved with the weights
         self.register_buffer("iteration", torch.zeros((), dtype=torch.int64))
         self.collapse_watch = CollapseWatch()
+
+    @classmethod
+    def from_config(cls, config: ModelConfig, num_classes: int, supervision: CondInstSupervision) -> Self:
+        """The CondInst of the ``model`` section: ``backbone`` + ``fpn`` on p3-p7 and the
+        ``condinst`` section; ``num_classes`` excludes the background. Null pixel statistics are
+        the backbone's own."""
+        section = config.condinst
+        channels = config.fpn.channels
+        body = backbone_fpn_from_config(config.backbone, config.fpn, levels="p3-p7")
+        dynamic_head = DynamicMaskHead.from_config(
+            section.dynamic_head, section.mask_branch.out_channels, output_stride=P3_P7_STRIDES[0] // 2
+        )
+        normalization = resolve_normalization(config.backbone.name, config.pixel_mean, config.pixel_std)
+        fcos = section.fcos
+        return cls(
+            body,
+            P3_P7_STRIDES,
+            CondInstHead.from_config(fcos, channels, num_classes, dynamic_head.num_params),
+            MaskBranch.from_config(section.mask_branch, channels),
+            dynamic_head,
+            supervision,
+            normalization.pixel_mean,
+            normalization.pixel_std,
+            center_sampling_radius=fcos.center_sampling_radius,
+            max_proposals=section.max_proposals,
+            boxinst=dataclasses.replace(section.boxinst),  # the model's own copy
+            inference=InferenceSettings(
+                fcos.score_thresh, fcos.topk_candidates, fcos.nms_thresh, config.detections_per_image, section.mask_resolution
+            ),
+        )
 
     @property
     def mask_feature_stride(self) -> int:
@@ -202,7 +232,7 @@ class CondInst(Detector):
                 "CondInst's dynamic mask head has collapsed: under %.0f %% of its last hidden layer was active for %d "
                 "training batches in a row (now %.2f %%). Its ReLU units get no gradient, so it now predicts one constant "
                 "mask per instance (the box, once cut at inference) and will not recover. Train with "
-                "model.condinst_mask_head_negative_slope: 0.1 (leaky ReLU), as the CPU recipes do.",
+                "model.condinst.dynamic_head.negative_slope: 0.1 (leaky ReLU), as the CPU recipes do.",
                 100 * self.collapse_watch.threshold,
                 self.collapse_watch.patience,
                 100 * activity,
@@ -260,16 +290,17 @@ class CondInst(Detector):
         probs = mask_logits.sigmoid()
         loss_projection = projection_loss(probs, box_masks).mean() if len(probs) else mask_logits.sum() * 0
         lab, valid = self._image_colours(samples, height, width)
-        similarity = color_similarity(lab, valid, self.pairwise.kernel_size, self.pairwise.dilation)
+        boxinst = self.boxinst
+        similarity = color_similarity(lab, valid, boxinst.pairwise_size, boxinst.pairwise_dilation)
         loss_pairwise = pairwise_loss(
             mask_logits,
             similarity[positives.image_index],
             box_masks,
-            self.pairwise.color_threshold,
-            self.pairwise.kernel_size,
-            self.pairwise.dilation,
+            boxinst.pairwise_color_thresh,
+            boxinst.pairwise_size,
+            boxinst.pairwise_dilation,
         )
-        warmup = pairwise_warmup_factor(int(self.iteration), self.pairwise.warmup_iters)
+        warmup = pairwise_warmup_factor(int(self.iteration), boxinst.pairwise_warmup_iters)
         return {"loss_projection": loss_projection, "loss_pairwise": loss_pairwise * warmup}
 
     def _image_colours(self, samples: Sequence[Sample], height: int, width: int) -> tuple[Tensor, Tensor]:

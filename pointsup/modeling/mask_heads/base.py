@@ -4,15 +4,22 @@ The RoI heads own proposal matching and sampling, the box branch and detection p
 A mask head receives the FPN feature maps and either the foreground RoIs with their ground truth
 (training) or the final detections (inference); it owns its pooling, its layers and its loss.
 Mask R-CNN's conv head, PointRend and Implicit PointRend differ only behind this boundary.
+
+Each head builds itself from the ``model.mask_head`` config section (:meth:`RoIMaskHead.from_config`)
+and is registered by name in :data:`pointsup.modeling.mask_heads.MASK_HEADS`.
 """
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from torch import Tensor, nn
 
+from pointsup.modeling.mask_heads.config import MaskHeadConfig
 from pointsup.modeling.roi_targets import RoIMaskTargets
+
+if TYPE_CHECKING:
+    from typing import Self  # Python 3.11; only read by type checkers here
 
 Supervision = Literal["points", "masks"]
 SUPERVISIONS = ("points", "masks")
@@ -30,6 +37,17 @@ class RoIMaskHead(nn.Module):
         if supervision not in SUPERVISIONS:
             raise ValueError(f"supervision must be one of {SUPERVISIONS}, got {supervision!r}")
         self.supervision = supervision
+
+    @classmethod
+    def from_config(cls, config: MaskHeadConfig, num_classes: int, supervision: Supervision, in_channels: int) -> Self:
+        """The head of the ``model.mask_head`` section (its shared fields and, for a head with
+        settings of its own, its sub-section).
+
+        Args:
+            num_classes: object classes (the background excluded).
+            in_channels: channels of the FPN maps it reads.
+        """
+        raise NotImplementedError
 
     def losses(self, features: dict[str, Tensor], targets: RoIMaskTargets) -> dict[str, Tensor]:
         """Training losses (keys starting with ``loss_``) and detached metrics (other keys).

@@ -21,16 +21,22 @@ runs the straightforward computation.
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from pointsup.modeling.backbone import FEATURE_NAMES, FEATURE_STRIDES
 from pointsup.modeling.losses import point_loss, select_class_channel
 from pointsup.modeling.mask_heads.base import Supervision
+from pointsup.modeling.mask_heads.config import ImplicitPointRendConfig, MaskHeadConfig
 from pointsup.modeling.mask_heads.convfc import ConvFCHead, FineFeatureSampler
 from pointsup.modeling.mask_heads.subdivision import SubdivisionMaskHead, subdivide
 from pointsup.modeling.roi_targets import RoIMaskTargets
+
+if TYPE_CHECKING:
+    from typing import Self
 
 #: Random Fourier features per coordinate pair (each gives a sine and a cosine channel).
 NUM_FOURIER_FEATURES = 128
@@ -49,14 +55,7 @@ class ImplicitPointHead(nn.Module):
 
     positional_encoding_gaussian_matrix: Tensor  # a buffer (registered in __init__)
 
-    def __init__(
-        self,
-        feature_channels: int,
-        num_classes: int,
-        hidden_dim: int = 256,
-        num_hidden: int = 3,
-        positional_encoding: bool = True,
-    ):
+    def __init__(self, feature_channels: int, num_classes: int, hidden_dim: int, num_hidden: int, positional_encoding: bool):
         super().__init__()
         self.feature_channels = feature_channels
         self.num_classes = num_classes
@@ -186,13 +185,14 @@ class ImplicitPointRendMaskHead(SubdivisionMaskHead):
         point_head: the dynamic MLP.
         sampler: reads the fine FPN level (p2) at box-relative points.
         supervision: "points" (annotated points) or "masks" (uniform points, soft labels).
+        settings: ``train_points`` (uniform points per RoI under mask supervision),
+            ``subdivision_steps`` and ``subdivision_num_points`` (inference; a square: the first
+            grid is its root), ``params_l2_weight`` (the L2 penalty on the predicted parameters)
+            and ``base_init`` (start every RoI's MLP at :meth:`ImplicitPointHead.base_parameters`,
+            the prediction layer's bias, instead of the reference's all-zero parameters); None
+            takes the defaults of :class:`~pointsup.modeling.mask_heads.config.ImplicitPointRendConfig`
+            (the reference's).
         grid_side: side of the grid the parameter head reads (14).
-        train_num_points: uniform points per RoI under mask supervision (196).
-        subdivision_steps: refinement steps at inference (3).
-        subdivision_num_points: points per step (784, a square: the first grid is its root).
-        params_l2_weight: weight of the L2 penalty on the predicted parameters (1e-5).
-        base_init: start every RoI's MLP at :meth:`ImplicitPointHead.base_parameters` (the
-            prediction layer's bias) instead of the reference's all-zero parameters.
     """
 
     def __init__(
@@ -201,14 +201,12 @@ class ImplicitPointRendMaskHead(SubdivisionMaskHead):
         point_head: ImplicitPointHead,
         sampler: FineFeatureSampler,
         supervision: Supervision,
+        settings: ImplicitPointRendConfig | None = None,
         grid_side: int = 14,
-        train_num_points: int = 196,
-        subdivision_steps: int = 3,
-        subdivision_num_points: int = 784,
-        params_l2_weight: float = 1e-5,
-        base_init: bool = False,
     ):
         super().__init__(supervision)
+        settings = ImplicitPointRendConfig() if settings is None else settings
+        subdivision_num_points = settings.subdivision_num_points
         if math.isqrt(subdivision_num_points) ** 2 != subdivision_num_points:
             raise ValueError(f"subdivision_num_points must be a square, got {subdivision_num_points}")
         if parameter_head.output_shape != (point_head.num_params,):
@@ -219,14 +217,35 @@ class ImplicitPointRendMaskHead(SubdivisionMaskHead):
         self.point_head = point_head
         self.sampler = sampler
         self.grid_side = grid_side
-        self.train_num_points = train_num_points
-        self.subdivision_steps = subdivision_steps
+        self.train_num_points = settings.train_points
+        self.subdivision_steps = settings.subdivision_steps
         self.subdivision_num_points = subdivision_num_points
-        self.params_l2_weight = params_l2_weight
+        self.params_l2_weight = settings.params_l2_weight
         self.fast_inference = True
-        if base_init:
+        if settings.base_init:
             with torch.no_grad():
                 parameter_head.prediction.bias.copy_(point_head.base_parameters())
+
+    @classmethod
+    def from_config(cls, config: MaskHeadConfig, num_classes: int, supervision: Supervision, in_channels: int) -> Self:
+        """Implicit PointRend on p2: a parameter head (``conv_dim``, ``implicit_pointrend.fc_dim``
+        x ``num_fc``) and a dynamic point head (``point_fc_dim`` x ``point_num_fc``, on the
+        ``image_features`` and/or ``positional_encoding``)."""
+        section = config.implicit_pointrend
+        point_head = ImplicitPointHead(
+            in_channels if section.image_features else 0,
+            1 if config.class_agnostic else num_classes,
+            section.point_fc_dim,
+            section.point_num_fc,
+            section.positional_encoding,
+        )
+        return cls(
+            ConvFCHead(in_channels, 14, config.conv_dim, [section.fc_dim] * section.num_fc, (point_head.num_params,)),
+            point_head,
+            FineFeatureSampler(FEATURE_NAMES[0], FEATURE_STRIDES[0]),
+            supervision,
+            section,
+        )
 
     def training_points(self, targets: RoIMaskTargets) -> tuple[Tensor, Tensor]:
         """(R, P, 2) box-relative training points and (R, P) their labels (-1 = ignored)."""

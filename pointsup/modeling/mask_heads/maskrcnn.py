@@ -7,14 +7,20 @@ architecture, with the logits of the ground-truth class sampled at the annotated
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor, nn
 
+from pointsup.modeling.backbone import FEATURE_NAMES, FEATURE_STRIDES, norm_factory
 from pointsup.modeling.losses import roi_mask_loss, roi_point_loss, select_class_channel
 from pointsup.modeling.mask_heads.base import RoIMaskHead, Supervision
+from pointsup.modeling.mask_heads.config import MaskHeadConfig
 from pointsup.modeling.poolers import AlignedMultiScaleRoIAlign
 from pointsup.modeling.roi_targets import RoIMaskTargets
+
+if TYPE_CHECKING:
+    from typing import Self
 
 NormFactory = Callable[[int], nn.Module]
 
@@ -39,9 +45,7 @@ class MaskRCNNConvUpsample(nn.Module):
         norm: optional normalisation after each conv (e.g. GroupNorm for training from scratch).
     """
 
-    def __init__(
-        self, in_channels: int, num_classes: int, conv_dim: int = 256, num_conv: int = 4, norm: NormFactory | None = None
-    ):
+    def __init__(self, in_channels: int, num_classes: int, conv_dim: int, num_conv: int, norm: NormFactory | None = None):
         super().__init__()
         self.num_conv = num_conv
         channels = in_channels
@@ -84,6 +88,18 @@ class MaskRCNNMaskHead(RoIMaskHead):
         super().__init__(supervision)
         self.pooler = pooler
         self.layers = layers
+
+    @classmethod
+    def from_config(cls, config: MaskHeadConfig, num_classes: int, supervision: Supervision, in_channels: int) -> Self:
+        """The 4-conv head on aligned 14x14 RoI features from p2-p5 (``conv_dim``, ``num_conv``,
+        ``norm``, ``class_agnostic``)."""
+        pooler = AlignedMultiScaleRoIAlign(FEATURE_NAMES, FEATURE_STRIDES, output_size=14)
+        outputs = 1 if config.class_agnostic else num_classes
+        return cls(
+            pooler,
+            MaskRCNNConvUpsample(in_channels, outputs, config.conv_dim, config.num_conv, norm_factory(config.norm)),
+            supervision,
+        )
 
     def logits(self, features: dict[str, Tensor], boxes: list[Tensor]) -> Tensor:
         """(sum K_i, C, 28, 28) logits for per-image boxes."""

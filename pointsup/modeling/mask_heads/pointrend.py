@@ -22,16 +22,23 @@ hidden layers still read all C coarse logits, so the result is that of the full 
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 from torch import Tensor, nn
 
+from pointsup.modeling.backbone import FEATURE_NAMES, FEATURE_STRIDES
 from pointsup.modeling.losses import point_loss, roi_mask_loss, roi_point_loss, select_class_channel
 from pointsup.modeling.mask_heads.base import Supervision
+from pointsup.modeling.mask_heads.config import MaskHeadConfig, PointRendConfig
 from pointsup.modeling.mask_heads.convfc import ConvFCHead, FineFeatureSampler
 from pointsup.modeling.mask_heads.maskrcnn import msra_fill
 from pointsup.modeling.mask_heads.subdivision import SubdivisionMaskHead, initial_resolution, subdivide
 from pointsup.modeling.point_ops import importance_sample_points, point_sample
 from pointsup.modeling.roi_targets import RoIMaskTargets
+
+if TYPE_CHECKING:
+    from typing import Self
 
 
 class StandardPointHead(nn.Module):
@@ -47,9 +54,7 @@ class StandardPointHead(nn.Module):
         coarse_pred_each_layer: re-append the coarse logits after every hidden layer.
     """
 
-    def __init__(
-        self, feature_channels: int, num_classes: int, fc_dim: int = 256, num_fc: int = 3, coarse_pred_each_layer: bool = True
-    ):
+    def __init__(self, feature_channels: int, num_classes: int, fc_dim: int, num_fc: int, coarse_pred_each_layer: bool = True):
         super().__init__()
         self.num_fc = num_fc
         self.coarse_pred_each_layer = coarse_pred_each_layer
@@ -116,11 +121,11 @@ class PointRendMaskHead(SubdivisionMaskHead):
         point_head: the point MLP.
         sampler: reads the fine FPN level (p2) at box-relative points.
         supervision: "points" or "masks".
+        settings: importance sampling under mask supervision (``train_points``,
+            ``oversample_ratio``, ``importance_ratio``) and subdivision at inference
+            (``subdivision_steps``, ``subdivision_num_points``); None takes the defaults of
+            :class:`~pointsup.modeling.mask_heads.config.PointRendConfig` (the reference's).
         grid_side: side of the grid the coarse head reads (14).
-        train_num_points, oversample_ratio, importance_ratio: importance sampling under mask
-            supervision (196, 3, 0.75).
-        subdivision_steps, subdivision_num_points: inference (5 and 784: from 7 x 7, the first
-            two doublings are skipped, giving 28 → 224).
     """
 
     def __init__(
@@ -129,28 +134,39 @@ class PointRendMaskHead(SubdivisionMaskHead):
         point_head: StandardPointHead,
         sampler: FineFeatureSampler,
         supervision: Supervision,
+        settings: PointRendConfig | None = None,
         grid_side: int = 14,
-        train_num_points: int = 196,
-        oversample_ratio: float = 3.0,
-        importance_ratio: float = 0.75,
-        subdivision_steps: int = 5,
-        subdivision_num_points: int = 784,
     ):
         super().__init__(supervision)
+        settings = PointRendConfig() if settings is None else settings
         if len(coarse_head.output_shape) != 3 or coarse_head.output_shape[1] != coarse_head.output_shape[2]:
             raise ValueError(f"the coarse head must predict (C, S, S) maps, got {coarse_head.output_shape}")
-        if oversample_ratio < 1 or not 0 <= importance_ratio <= 1:
+        if settings.oversample_ratio < 1 or not 0 <= settings.importance_ratio <= 1:
             raise ValueError("importance sampling needs oversample_ratio >= 1 and importance_ratio in [0, 1]")
         self.coarse_head = coarse_head
         self.point_head = point_head
         self.sampler = sampler
         self.grid_side = grid_side
-        self.train_num_points = train_num_points
-        self.oversample_ratio = oversample_ratio
-        self.importance_ratio = importance_ratio
-        self.subdivision_steps = subdivision_steps
-        self.subdivision_num_points = subdivision_num_points
+        self.train_num_points = settings.train_points
+        self.oversample_ratio = settings.oversample_ratio
+        self.importance_ratio = settings.importance_ratio
+        self.subdivision_steps = settings.subdivision_steps
+        self.subdivision_num_points = settings.subdivision_num_points
         self.fast_inference = True
+
+    @classmethod
+    def from_config(cls, config: MaskHeadConfig, num_classes: int, supervision: Supervision, in_channels: int) -> Self:
+        """PointRend on p2: a 7x7 coarse conv-FC head (``conv_dim``, ``pointrend.fc_dim`` x
+        ``pointrend.num_fc``) and a point head (``pointrend.point_fc_dim`` x ``point_num_fc``)."""
+        section = config.pointrend
+        outputs = 1 if config.class_agnostic else num_classes
+        return cls(
+            ConvFCHead(in_channels, 14, config.conv_dim, [section.fc_dim] * section.num_fc, (outputs, 7, 7)),
+            StandardPointHead(in_channels, outputs, section.point_fc_dim, section.point_num_fc),
+            FineFeatureSampler(FEATURE_NAMES[0], FEATURE_STRIDES[0]),
+            supervision,
+            section,
+        )
 
     @property
     def coarse_side(self) -> int:
