@@ -8,5 +8,7 @@ labelling page), :mod:`~pointsup.annotator.progress` and
 :mod:`~pointsup.annotator.progress_page` (progress report), :mod:`~pointsup.annotator.export`
 (the P_N point file), :mod:`~pointsup.annotator.images` (image bytes for the browser),
 :mod:`~pointsup.annotator.browser` and :mod:`~pointsup.annotator.screenshots` (headless
-Chromium for tests and the README), :mod:`~pointsup.annotator.cli` (the commands).
+Chromium for tests and the README), :mod:`~pointsup.annotator.assist` and
+:mod:`~pointsup.annotator.assist_progress` (model-assisted labelling: the model's suggestion at
+each point, and what it changed), :mod:`~pointsup.annotator.cli` (the commands).
 """

@@ -20,6 +20,10 @@ objects of its category overlap its box (``overlapping``): the page then insists
   the state when the point is not the annotator's current one (a stale request). ``answer_id``
   (made by the page, :data:`ANSWER_ID_PATTERN`) makes the request idempotent: sent again (the
   reply was lost in an outage), it is recognised, stored once and answered with the state.
+  With model suggestions (``serve --weights``), a task carries ``suggestion`` (the model's
+  probability that the point is on the object) and the answer says what was shown
+  (``suggestion``) and whether the page's accept key gave it (``accepted``); see
+  :mod:`pointsup.annotator.assist`.
 * ``POST /api/undo`` ``{"annotator"}`` -> state plus ``undone``: the withdrawn point or null.
 * ``POST /api/gold`` ``{"annotator", "gold_index", "label", "response_ms"}`` -> state: the
   answer to a gold question (tasks with ``gold``, see :mod:`pointsup.annotator.gold`); sent
@@ -37,6 +41,8 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 
+from pointsup.annotator.assist import suggested_label
+from pointsup.annotator.box_store import box_stage_summary
 from pointsup.annotator.gold import GoldQuestion
 from pointsup.annotator.store import (
     LABEL_CODES,
@@ -50,7 +56,7 @@ from pointsup.annotator.store import (
 
 #: points sent with each state: the current one and the upcoming ones to prefetch
 LOOKAHEAD = 6
-#: the longest response time accepted (an hour), in milliseconds
+#: the longest response time kept (an hour), in milliseconds: a longer one (a tab left open) is stored as unknown
 MAX_RESPONSE_MS = 3_600_000.0
 #: the largest object position or point index a request may name
 MAX_INDEX = 2**53
@@ -63,6 +69,14 @@ ANSWER_ID_PATTERN = r"^[A-Za-z0-9_-]{8,64}$"
 
 AnnotatorName = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
 AnswerId = Annotated[str, msgspec.Meta(pattern=ANSWER_ID_PATTERN)]
+#: a time the page measured: any length is accepted, one over MAX_RESPONSE_MS is stored as unknown (:func:`kept_ms`)
+Milliseconds = Annotated[float, msgspec.Meta(ge=0.0)]
+
+
+def kept_ms(value: float | None) -> float | None:
+    """A measured time as stored: None (unknown) when it is over :data:`MAX_RESPONSE_MS` (the
+    page was left open), so that the answer or box is kept and the time does not skew medians."""
+    return None if value is None or not value <= MAX_RESPONSE_MS else value
 
 
 class ApiError(Exception):
@@ -80,8 +94,11 @@ class AnswerRequest(msgspec.Struct, forbid_unknown_fields=True):
     position: Annotated[int, msgspec.Meta(ge=0, le=MAX_INDEX)]
     point_index: Annotated[int, msgspec.Meta(ge=0, le=MAX_INDEX)]
     label: Literal["object", "background", "unsure"]
-    response_ms: Annotated[float, msgspec.Meta(ge=0.0, le=MAX_RESPONSE_MS)] | None = None
+    response_ms: Milliseconds | None = None
     answer_id: AnswerId | None = None
+    #: the model's probability shown with the point, and whether its accept key gave the answer
+    suggestion: Annotated[float, msgspec.Meta(ge=0.0, le=1.0)] | None = None
+    accepted: bool = False
 
 
 class UndoRequest(msgspec.Struct, forbid_unknown_fields=True):
@@ -96,7 +113,7 @@ class GoldRequest(msgspec.Struct, forbid_unknown_fields=True):
     annotator: AnnotatorName
     gold_index: Annotated[int, msgspec.Meta(ge=0, le=MAX_INDEX)]
     label: Literal["object", "background", "unsure"]
-    response_ms: Annotated[float, msgspec.Meta(ge=0.0, le=MAX_RESPONSE_MS)] | None = None
+    response_ms: Milliseconds | None = None
 
 
 class RelabelRequest(msgspec.Struct, forbid_unknown_fields=True):
@@ -141,6 +158,7 @@ def task_json(store: AnnotationStore, task: PointTask) -> dict[str, Any]:
         "x": task.x,
         "y": task.y,
         "overlapping": store.same_category_overlaps(task.position),
+        **({} if task.suggestion is None else {"suggestion": task.suggestion}),
     }
 
 
@@ -180,20 +198,32 @@ def state(store: AnnotationStore, annotator: str, *, claim: bool = True) -> dict
         "annotator": store.display_name(annotator),
         "tasks": with_gold_questions(store, annotator, [task_json(store, t) for t in tasks], points),
         "num_points": store.settings.num_points,
-        "objects_total": store.settings.num_objects,
+        "objects_total": store.objects_total(),
         "points_answered": points,
         "objects_finished": finished,
         "held_by_others": 0 if tasks else store.held_by_others(annotator),
         "claim_timeout_s": store.claim_timeout_s,
         "recheck_ms": recheck_ms(store),
+        # a session from a folder of photos: {"stage", "images_left"} (objects may still come), else None
+        "boxes": box_stage_summary(store),
     }
 
 
 def answer(store: AnnotationStore, request: AnswerRequest) -> dict[str, Any]:
     name = annotator_name(request.annotator)
+    label = LABEL_CODES[request.label]
+    if request.accepted and (request.suggestion is None or label != suggested_label(request.suggestion)):
+        raise ApiError(400, "an accepted answer must be the label of the suggestion shown")
     try:
         store.record_answer(
-            name, request.position, request.point_index, LABEL_CODES[request.label], request.response_ms, request.answer_id
+            name,
+            request.position,
+            request.point_index,
+            label,
+            kept_ms(request.response_ms),
+            request.answer_id,
+            suggestion=request.suggestion,
+            accepted=request.accepted,
         )
     except AnswerConflict as exc:
         raise ApiError(409, str(exc), state=state(store, name)) from None
@@ -222,7 +252,7 @@ def gold_answer(store: AnnotationStore, request: GoldRequest) -> dict[str, Any]:
             LABEL_CODES[request.label],
             question.truth,
             question.training,
-            request.response_ms,
+            kept_ms(request.response_ms),
         ),
     )
     return state(store, name)

@@ -2,6 +2,10 @@
 
 * ``pointsup annotate serve DATASET.json --images DIR [--gold SHARE]``: start the labelling
   server (with gold questions when asked);
+* ``pointsup annotate serve --images DIR --categories a,b,c [--stage both|boxes|points]``: start
+  from a folder of photos: boxes are drawn first (:mod:`~pointsup.annotator.box_session`);
+* ``... serve ... --weights CHECKPOINT [--skip-confident P]``: with the model's suggestion at
+  each point (:mod:`~pointsup.annotator.assist`);
 * ``pointsup annotate export --db FILE -o OUT.json``: write the answers as a point file;
 * ``pointsup annotate progress --db FILE``: print the progress report;
 * ``pointsup annotate release --db FILE [--annotator NAME]``: give the unfinished objects an
@@ -15,10 +19,14 @@ import json
 import re
 import secrets
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pointsup import cli_types
 from pointsup.annotator.store import DEFAULT_CLAIM_TIMEOUT_S, AnnotationStore
 from pointsup.errors import CommandError, PointsupError
+
+if TYPE_CHECKING:
+    from pointsup.annotator.assist import SuggestionModel
 
 #: a token must be safe in a URL and a cookie
 _TOKEN_PATTERN = re.compile(r"[A-Za-z0-9._~-]{8,200}")
@@ -41,8 +49,20 @@ def _run_serve(args: argparse.Namespace) -> None:
         token = secrets.token_urlsafe(18)
     elif token is not None and not _TOKEN_PATTERN.fullmatch(token):
         raise CommandError("--token must be 8 to 200 characters from A-Z a-z 0-9 . _ ~ -")
+    if args.dataset is None:  # a folder of photos: the box stage first
+        from pointsup.annotator.box_session import serve_folder
+
+        serve_folder(args, token)
+        return
+    if args.categories is not None:
+        raise CommandError("--categories starts a session from a folder of photos: give it without DATASET.json")
+    if args.stage == "boxes":
+        raise CommandError(
+            f"--stage boxes: {args.dataset} has its boxes already (--stage is for a session from a folder of photos)"
+        )
     db_path = args.db or default_db_path(args.dataset)
     refuse_output_over_input(db_path, [args.dataset], "--db")
+    model = _assist_model(args, args.dataset)  # before anything is written
     try:
         store, created = open_session(
             db_path,
@@ -66,6 +86,7 @@ def _run_serve(args: argparse.Namespace) -> None:
         except GoldError as exc:
             store.close()
             raise CommandError(f"{args.dataset}: {exc}") from None
+    assisting = _start_assist(args, store, model, str(args.dataset))
     try:
         server = AnnotationServer(
             store, args.images, host=args.host, port=args.port, token=token, log=None if args.quiet else log_to_stderr
@@ -91,9 +112,66 @@ def _run_serve(args: argparse.Namespace) -> None:
         f"{'created' if created else 'resumed'} session {db_path}: {settings.num_objects} objects, "
         f"{settings.num_points} points each ({source}, overlap {settings.overlap})"
     )
+    if assisting:
+        print(assisting)
     print(f"progress page: {server.url('/progress')}")
     print(f"labelling page: {server.url()}", flush=True)
     run_until_stopped(server)
+
+
+def _assist_model(
+    args: argparse.Namespace, dataset: Path | None = None, categories: dict[int, str] | None = None
+) -> SuggestionModel | None:
+    """The ``--weights`` model (None without), checked against the categories of ``dataset``
+    when it can be read, or against ``categories`` (id to name): a checkpoint that is missing,
+    unreadable or made for other categories is refused before anything is written."""
+    if args.weights is None:
+        if args.skip_confident is not None:
+            raise CommandError("--skip-confident needs --weights (the model whose suggestions it trusts)")
+        return None
+    from pointsup.annotator.assist import SuggestionModel, check_skip_threshold
+    from pointsup.points.format import read_coco_json
+
+    if args.skip_confident is not None:
+        check_skip_threshold(args.skip_confident)
+    model = SuggestionModel.load(args.weights, args.device)
+    if dataset is not None:
+        try:
+            categories = {int(c["id"]): str(c.get("name", c["id"])) for c in read_coco_json(dataset)["categories"]}
+        except (PointsupError, KeyError, TypeError, ValueError):
+            categories = None  # a malformed file: open_session says what is wrong with it
+        if categories:
+            model.check_categories(categories, str(dataset))
+    elif categories:
+        model.check_categories(categories, "--categories")
+    return model
+
+
+def _start_assist(args: argparse.Namespace, store: AnnotationStore, model: SuggestionModel | None, source: str) -> str:
+    """``--weights``: model suggestions for the session (see :mod:`pointsup.annotator.assist`),
+    computed before serving; returns a line to print ("" without ``--weights``). Closes the
+    store when the model does not fit."""
+    if model is None:
+        return ""
+    from pointsup.annotator.assist import start_assist
+    from pointsup.annotator.server import log_to_stderr
+
+    try:
+        _, computed = start_assist(
+            store, model, args.images, source=source, skip_confident=args.skip_confident, log=log_to_stderr
+        )
+    except PointsupError:
+        store.close()
+        raise
+    except KeyboardInterrupt:
+        store.close()
+        raise CommandError("interrupted while computing the model's suggestions; those computed are kept") from None
+    skip = (
+        f"; points it is {args.skip_confident:g} sure of are labelled by it, not asked (--skip-confident)"
+        if args.skip_confident is not None
+        else ""
+    )
+    return f"model suggestions from {args.weights} ({computed} objects computed now, the others stored before){skip}"
 
 
 def _open_store(path: Path) -> AnnotationStore:
@@ -110,12 +188,24 @@ def _run_export(args: argparse.Namespace) -> None:
     from pointsup.annotator.export import export_points
     from pointsup.utils.paths import refuse_output_over_input
 
+    if args.boxes and (args.partial or args.annotator is not None):
+        raise CommandError(
+            f"--boxes writes the boxes of every finished photo, whoever drew them: {'--partial' if args.partial else '--annotator'} "
+            "applies to the point file (leave out --boxes)"
+        )
     refuse_output_over_input(args.output, [args.db], "-o")
     store = _open_store(args.db)
     try:
         # the session's source file, as recorded when it was created (relative to that working folder)
         refuse_output_over_input(args.output, [store.settings.dataset_path], "-o")
+        if args.boxes:
+            from pointsup.annotator.box_store import export_boxes
+
+            print(export_boxes(store, args.output))
+            return
         summary = export_points(store, args.output, partial=args.partial, annotator=args.annotator)
+    except PointsupError:  # PointFormatError (a ValueError too): shown as its own one line
+        raise
     except ValueError as exc:
         raise CommandError(str(exc)) from None
     finally:
@@ -138,6 +228,15 @@ def _run_release(args: argparse.Namespace) -> None:
     store = _open_store(args.db)
     try:
         released = store.release(args.annotator)
+        if store.settings.from_folder:
+            from pointsup.annotator.box_store import BoxStage
+
+            images = BoxStage(store).release(args.annotator)
+            if images:
+                holders = sorted({store.display_name(key) for key, _ in images})
+                print(f"released {len(images)} photos held by {', '.join(holders)} (their boxes stay)")
+                if not released.objects:
+                    return
         names = store.display_names()
     finally:
         store.close()
@@ -161,10 +260,28 @@ def add_annotate_parser(commands: argparse._SubParsersAction) -> None:
     serve.add_argument(
         "dataset",
         type=Path,
+        nargs="?",
+        default=None,
         metavar="DATASET.json",
-        help="COCO JSON with boxes and categories (masks optional: used for agreement)",
+        help="COCO JSON with boxes and categories (masks optional: used for agreement); without it, a folder of photos "
+        "whose boxes are drawn first (--categories)",
     )
     serve.add_argument("--images", type=Path, required=True, metavar="DIR", help="folder the file_name entries are relative to")
+    serve.add_argument(
+        "--categories",
+        default=None,
+        metavar="NAMES|@FILE",
+        help="without DATASET.json: the categories of the boxes to draw on the photos of --images, as a,b,c (always "
+        "names) or @FILE, a text file with one name per line (keys 1-9 pick them)",
+    )
+    serve.add_argument(
+        "--stage",
+        choices=("both", "boxes", "points"),
+        default=None,
+        help="a session from a folder: ask for boxes and, once an image is finished, points on its objects (both, "
+        "the default), boxes only, or points only. With DATASET.json the boxes are given: only points are asked "
+        "(both and points mean that; boxes is refused)",
+    )
     serve.add_argument(
         "--points",
         type=cli_types.positive_int,
@@ -215,7 +332,11 @@ def add_annotate_parser(commands: argparse._SubParsersAction) -> None:
         help="gold questions in the training round, with --gold (default %(default)s)",
     )
     serve.add_argument(
-        "--db", type=Path, default=None, metavar="FILE", help="session database (default: DATASET's name with .points.db)"
+        "--db",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="session database (default: DATASET's name with .points.db; from a folder DIR: DIR.points.db beside it)",
     )
     serve.add_argument(
         "--host", default="127.0.0.1", metavar="HOST", help="address to bind (default 127.0.0.1; others get an access token)"
@@ -224,6 +345,23 @@ def add_annotate_parser(commands: argparse._SubParsersAction) -> None:
     serve.add_argument(
         "--token", default=None, metavar="TOKEN", help="access token required on every request ('auto' generates one)"
     )
+    serve.add_argument(
+        "--weights",
+        type=Path,
+        default=None,
+        metavar="CHECKPOINT",
+        help="model-assisted labelling: show this model's answer (its probability, given the box and class) with each point; "
+        "one key accepts it",
+    )
+    serve.add_argument(
+        "--skip-confident",
+        type=cli_types.positive_float,
+        default=None,
+        metavar="P",
+        help="with --weights: do not ask points the model is at least P sure of (e.g. 0.95): their label is the model's, "
+        "marked in the export (default: every point is asked)",
+    )
+    serve.add_argument("--device", default="auto", help="device of the --weights model: auto, cpu, cuda, cuda:1 (default auto)")
     serve.add_argument("-q", "--quiet", action="store_true", help="do not log refused requests")
     serve.set_defaults(handler=_run_serve)
 
@@ -234,6 +372,11 @@ def add_annotate_parser(commands: argparse._SubParsersAction) -> None:
         "--partial", action="store_true", help="also write images with unfinished objects (default: finished images only)"
     )
     export.add_argument("--annotator", default=None, metavar="NAME", help="use this annotator's answers only")
+    export.add_argument(
+        "--boxes",
+        action="store_true",
+        help="a session from a folder: write the boxes of the finished images (with extreme_points), no points",
+    )
     export.set_defaults(handler=_run_export)
 
     progress = actions.add_parser("progress", help="print objects done, seconds per point and agreement")

@@ -23,13 +23,29 @@ process leaves the last committed state. The tables:
   :func:`pointsup.annotator.store.annotator_key`), which ``assignments`` and ``answers`` store,
   and the name as it was first typed, which the pages show.
 
+* ``box_images``, ``boxes`` (sessions started from a folder of photos, the box stage of
+  :mod:`pointsup.annotator.box_store`): which annotator holds which image and whether its boxes
+  are finished ("no more objects", numbered in the order they were: ``finish_order``), and
+  every box drawn, with its extreme points, its time, who drew it, who undid it (``undone_by``)
+  and when, and the object (``objects.position``) it became when its image was finished.
+* ``suggestions``, ``answer_suggestions`` (model-assisted labelling, ``serve --weights``; see
+  :mod:`pointsup.annotator.assist`): the model's probability at each point of an object, by
+  checkpoint (its SHA-256) and with the object as it was then (a changed object is computed
+  again); and, beside an answer, the suggestion shown with it, whether the annotator accepted it
+  with its key, and whether the model made the label itself (``--skip-confident``).
+
 Older databases are upgraded in place when they are opened (:func:`upgrade`), in one
 transaction: version 1 had no ``annotators`` table (names stored as typed), version 2 had no
-``client_id``, ``relabels`` or ``gold_answers``.
+``client_id``, ``relabels`` or ``gold_answers``, version 3 none of the tables of
+:data:`_VERSION_4`. The statements that add tables and indexes are idempotent, and every open
+checks (:func:`schema_complete`) that all of them, of every version, have run: a database whose
+recorded version is current but that was made by a build with only some of its tables (the box
+stage without model suggestions, or the reverse) gets the others too.
 """
 
 from __future__ import annotations
 
+import re
 import sqlite3
 import tempfile
 import time
@@ -42,7 +58,7 @@ from pointsup.annotator.tasks import LabellingObject, export_template, labelling
 from pointsup.errors import PointsupError
 from pointsup.utils.atomic import encode_json
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 #: ``meta.points_source``: points drawn as ``pointsup simulate`` draws them, or the file's own
 POINTS_SAMPLED, POINTS_GIVEN = "sampled", "given"
 
@@ -107,6 +123,74 @@ CREATE TABLE IF NOT EXISTS gold_answers (
 ) WITHOUT ROWID
 """
 _SCHEMA += _ANNOTATORS_TABLE + ";" + _VERSION_3
+#: what version 4 added (each statement may run on a database that already has it): the box stage and
+#: model-assisted labelling
+_VERSION_4 = """
+CREATE TABLE IF NOT EXISTS box_images (
+    image_id INTEGER PRIMARY KEY REFERENCES images(image_id),
+    holder TEXT,
+    claimed_at REAL,
+    claim_order INTEGER,
+    finished_at REAL,
+    finished_by TEXT,
+    finish_id TEXT,
+    finish_order INTEGER
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS box_images_by_holder ON box_images(holder, finished_at);
+CREATE TABLE IF NOT EXISTS boxes (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    image_id INTEGER NOT NULL REFERENCES images(image_id),
+    annotator TEXT NOT NULL,
+    category_id INTEGER NOT NULL REFERENCES categories(category_id),
+    x0 INTEGER NOT NULL,
+    y0 INTEGER NOT NULL,
+    x1 INTEGER NOT NULL,
+    y1 INTEGER NOT NULL,
+    extreme_points TEXT,
+    draw_ms REAL,
+    total_ms REAL,
+    drawn_at REAL NOT NULL,
+    undone_at REAL,
+    client_id TEXT,
+    position INTEGER UNIQUE,
+    undone_by TEXT
+);
+CREATE INDEX IF NOT EXISTS boxes_by_image ON boxes(image_id, id);
+CREATE INDEX IF NOT EXISTS boxes_by_annotator ON boxes(annotator, undone_at);
+CREATE INDEX IF NOT EXISTS boxes_by_undoer ON boxes(undone_by, undone_at) WHERE undone_by IS NOT NULL;
+CREATE UNIQUE INDEX IF NOT EXISTS boxes_by_client_id ON boxes(annotator, client_id) WHERE client_id IS NOT NULL;
+CREATE TABLE IF NOT EXISTS suggestions (
+    model TEXT NOT NULL,
+    position INTEGER NOT NULL,
+    object TEXT NOT NULL,
+    probabilities TEXT NOT NULL,
+    computed_at REAL NOT NULL,
+    PRIMARY KEY (model, position)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS answer_suggestions (
+    answer INTEGER PRIMARY KEY REFERENCES answers(id),
+    model TEXT NOT NULL,
+    probability REAL NOT NULL,
+    accepted INTEGER NOT NULL CHECK (accepted IN (0, 1)),
+    model_made INTEGER NOT NULL CHECK (model_made IN (0, 1))
+)
+"""
+_SCHEMA += ";" + _VERSION_4
+#: the statements every open makes sure have run (each may run again): so a database made by a build
+#: that had only some of a version's tables (the box stage or model suggestions) gets the others
+_IDEMPOTENT = (_VERSION_3, _VERSION_4)
+#: columns added to a table of :data:`_IDEMPOTENT` after it was first written: ``(table, column,
+#: declaration, what fills it in an older table)``; added (and filled) when a table lacks them
+_ADDED_COLUMNS = (
+    (
+        "box_images",
+        "finish_order",
+        "INTEGER",
+        "UPDATE box_images SET finish_order = (SELECT COUNT(*) FROM box_images AS b WHERE b.finished_at IS NOT NULL "
+        "AND (b.finished_at, b.image_id) <= (box_images.finished_at, box_images.image_id)) WHERE finished_at IS NOT NULL",
+    ),
+    ("boxes", "undone_by", "TEXT", "UPDATE boxes SET undone_by = annotator WHERE undone_at IS NOT NULL"),
+)
 
 
 class StoreError(PointsupError):
@@ -128,6 +212,36 @@ def has_session(connection: sqlite3.Connection) -> bool:
     return connection.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'meta'").fetchone() is not None
 
 
+def holds_session(path: Path) -> bool:
+    """Whether the file at ``path`` holds a labelling session (False: missing or empty).
+
+    Raises:
+        StoreError: the file is not an SQLite database.
+    """
+    if not (path.is_file() and path.stat().st_size > 0):
+        return False
+    try:
+        probe = connect(path)
+        try:
+            return has_session(probe)
+        finally:
+            probe.close()
+    except sqlite3.DatabaseError as exc:
+        raise StoreError(f"{path}: not a labelling database ({exc})") from None
+
+
+def schema_complete(connection: sqlite3.Connection) -> bool:
+    """Whether every table, index and column of :data:`_IDEMPOTENT` and :data:`_ADDED_COLUMNS`
+    is there (read-only: what :func:`upgrade` would add otherwise)."""
+    wanted = set(re.findall(r"CREATE (?:UNIQUE )?(?:TABLE|INDEX) IF NOT EXISTS (\w+)", "".join(_IDEMPOTENT)))
+    present = {row[0] for row in connection.execute("SELECT name FROM sqlite_master WHERE type IN ('table', 'index')")}
+    return wanted <= present and all(_has_column(connection, table, column) for table, column, _, _ in _ADDED_COLUMNS)
+
+
+def _has_column(connection: sqlite3.Connection, table: str, column: str) -> bool:
+    return column in {row[1] for row in connection.execute(f"PRAGMA table_info({table})")}
+
+
 def check_folder_writable(path: Path) -> None:
     """StoreError naming ``path``'s folder and ``--db`` when a new database cannot be created
     there (the folder is missing, not a folder, or not writable: tried, so it holds for root too)."""
@@ -144,8 +258,8 @@ def check_folder_writable(path: Path) -> None:
 
 
 def upgrade(connection: sqlite3.Connection, key_of: Callable[[str], str]) -> None:
-    """Bring an older session to the current version, in one transaction (see the module
-    docstring); does nothing to a current one."""
+    """Bring an older or incomplete session to the current version, in one transaction (see the
+    module docstring); changes nothing in a complete current one."""
     connection.execute("BEGIN IMMEDIATE")
     try:
         version = int(connection.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()[0])
@@ -153,6 +267,14 @@ def upgrade(connection: sqlite3.Connection, key_of: Callable[[str], str]) -> Non
             _upgrade_to_2(connection, key_of)
         if version < 3:
             _upgrade_to_3(connection)
+        for table, column, declaration, fill in _ADDED_COLUMNS:  # tables made before these columns
+            if connection.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (table,)).fetchone():
+                if not _has_column(connection, table, column):
+                    connection.execute(f"ALTER TABLE {table} ADD COLUMN {column} {declaration}")
+                    connection.execute(fill)
+        for statements in _IDEMPOTENT:  # every version's, whatever the recorded version says
+            for statement in statements.split(";"):
+                connection.execute(statement)
         connection.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(SCHEMA_VERSION),))
         connection.execute("COMMIT")
     finally:
@@ -201,11 +323,13 @@ def create_database(
     use_points: bool = False,
     given_points_ignored: int = 0,
     check: Callable[[list[str]], None] | None = None,
+    extra_meta: dict[str, Any] | None = None,
 ) -> None:
     """Write a new session for ``coco`` into ``path``, in one transaction (an interrupted
         creation leaves no session behind). With ``use_points`` the objects' own ``point_coords``
         are labelled instead of sampled ones (see :func:`tasks.labelling_objects`). ``check`` is
     called with the image file names once the file is validated, before anything is written.
+    ``extra_meta`` adds settings to ``meta`` (a session from a folder of photos records its source).
 
         Raises:
             PointFormatError: ``coco`` is not a valid COCO file.
@@ -231,6 +355,7 @@ def create_database(
         "points_source": POINTS_GIVEN if use_points else POINTS_SAMPLED,
         "given_points_ignored": given_points_ignored,
         "created_at": time.time(),
+        **(extra_meta or {}),
     }
     try:
         connection = connect(path)

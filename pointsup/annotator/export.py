@@ -21,6 +21,10 @@ Which points go in:
   object they finished after someone else started it keeps only their points.
 * objects that an inactive annotator left unfinished go back to the pool and are continued by
   others, so a forgotten browser tab does not keep an image out of the default export.
+* labels the model made instead of asking (``serve --weights --skip-confident``) count as the
+  answers of the annotator whose chain they are in; when the session has any, every exported
+  object lists the indices (into its ``point_coords``) of its points labelled by the model alone
+  in :data:`MODEL_LABELLED_FIELD` (an empty list when none).
 """
 
 from __future__ import annotations
@@ -31,7 +35,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from pointsup.annotator.store import AnnotationStore, annotator_key
+from pointsup.annotator.assist import model_made_answers
+from pointsup.annotator.store import AnnotationStore, LiveAnswer, annotator_key
 from pointsup.points.format import save_point_dataset, validate_coco
 
 
@@ -74,6 +79,19 @@ class ExportSummary:
 
 #: :func:`vote_labels` results that leave a point out
 UNSURE, TIED = -1, -2
+#: the annotation field listing the points (indices into ``point_coords``) whose label the model made
+MODEL_LABELLED_FIELD = "model_labelled_points"
+
+
+def model_labelled(answers: list[LiveAnswer], made: set[tuple[str, int, int]]) -> set[tuple[int, int]]:
+    """The points ``(position, point_index)`` whose object/background answers in force are all
+    labels the model made (``serve --skip-confident``): an annotator's answer makes a point theirs."""
+    by_model: set[tuple[int, int]] = set()
+    by_annotators: set[tuple[int, int]] = set()
+    for a in answers:
+        if a.label in (0, 1):
+            (by_model if (a.annotator, a.position, a.point_index) in made else by_annotators).add((a.position, a.point_index))
+    return by_model - by_annotators
 
 
 def vote_labels(answers: list[tuple[int, int, int]]) -> dict[tuple[int, int], int]:
@@ -117,6 +135,7 @@ def build_export(
     if annotator is not None and not answers:
         raise ValueError(f"annotator {annotator!r} has no answers in {store.path}")
     labels = vote_labels([(a.position, a.point_index, a.label) for a in answers])
+    by_model = model_labelled(answers, model_made_answers(store))
     n = store.settings.num_points
     finished = {position for name, position, answered in store.assignments() if answered == n and (key is None or name == key)}
     objects = {o.annotation_id: o for o in store.objects()}
@@ -140,15 +159,21 @@ def build_export(
         if obj is not None:
             if partial and obj.position not in with_points:
                 continue
-            coords, point_labels = [], []
+            coords: list[list[int]] = []
+            point_labels: list[int] = []
+            from_model: list[int] = []
             for index, (x, y) in enumerate(obj.points.tolist()):
                 label = labels.get((obj.position, index))
                 unsure += label == UNSURE
                 ties += label == TIED
                 if label in (0, 1):
+                    if (obj.position, index) in by_model:
+                        from_model.append(len(coords))
                     coords.append([x, y])
                     point_labels.append(label)
             ann = {**ann, "point_coords": coords, "point_labels": point_labels}
+            if by_model:  # the session has labels the model made: each object lists its own
+                ann[MODEL_LABELLED_FIELD] = from_model
             points += len(coords)
         annotations.append(ann)
     document = {**coco, "images": kept_images, "annotations": annotations}

@@ -15,10 +15,15 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from pointsup.annotator.store import AnnotationStore, LiveAnswer
+
+if TYPE_CHECKING:
+    from pointsup.annotator.assist_progress import AssistProgress
+    from pointsup.annotator.box_progress import BoxProgress
 
 #: edges (seconds) of the response-time histogram; the last bin is open: ``>= 5 s``
 HISTOGRAM_EDGES_S = (0.0, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0)
@@ -90,6 +95,10 @@ class ProgressReport:
     annotators: tuple[AnnotatorProgress, ...]
     #: whether any gold question was answered
     has_gold: bool = False
+    #: the box stage of a session from a folder of photos (None: made from a COCO file)
+    boxes: BoxProgress | None = None
+    #: model suggestions (``serve --weights``): seconds per point with and without, overrule rate (None: never shown)
+    assist: AssistProgress | None = None
 
     def to_dict(self) -> dict:
         return {**asdict(self), "histogram_edges_s": list(HISTOGRAM_EDGES_S)}
@@ -123,6 +132,10 @@ class ProgressReport:
                 f"{a.name[:20]:<20} {a.points:>7} {a.unsure:>7} {a.objects_finished:>8} {_seconds(a.timing.median_s):>9} "
                 f"{_seconds(a.timing.p10_s):>6} {_seconds(a.timing.p90_s):>6} {_percent(a.mask_agreement):>7}{gold}"
             )
+        if self.boxes is not None:
+            lines += ["", *self.boxes.format_lines()]
+        if self.assist is not None:
+            lines += ["", *self.assist.format_lines()]
         return "\n".join(lines)
 
 
@@ -156,8 +169,13 @@ def _pair_agreement(answers: list[LiveAnswer]) -> tuple[float | None, int]:
 
 def compute_progress(store: AnnotationStore) -> ProgressReport:
     """Gather the session's progress from its database."""
+    from pointsup.annotator.assist import model_made_answers
+    from pointsup.annotator.assist_progress import assist_progress
+    from pointsup.annotator.box_progress import box_progress
+
     n = store.settings.num_points
-    answers = store.live_answers()
+    made = model_made_answers(store)  # labels the model made (--skip-confident): nobody's answers
+    answers = [a for a in store.live_answers() if (a.annotator, a.position, a.point_index) not in made]
     assignments = store.assignments()
     objects = store.objects()
     mask_values = {o.position: o.mask_values.tolist() for o in objects if o.mask_values is not None}
@@ -201,7 +219,7 @@ def compute_progress(store: AnnotationStore) -> ProgressReport:
     agreement, compared = _mask_agreement(answers, mask_values)
     pair_agreement, pairs = _pair_agreement(answers)
     return ProgressReport(
-        objects_total=store.settings.num_objects,
+        objects_total=store.objects_total(),
         objects_done=sum(count >= store.settings.overlap for count in finished_by.values()),
         objects_started=len({position for _, position, answered in assignments if answered > 0}),
         num_points=n,
@@ -215,4 +233,6 @@ def compute_progress(store: AnnotationStore) -> ProgressReport:
         annotator_pairs=pairs,
         annotators=tuple(annotators),
         has_gold=bool(gold),
+        boxes=box_progress(store),
+        assist=assist_progress(store, answers),
     )

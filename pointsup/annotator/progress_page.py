@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from html import escape
 
+from pointsup.annotator.assist_progress import render_assist_section
+from pointsup.annotator.box_progress import render_box_section
 from pointsup.annotator.export import ExportSummary
 from pointsup.annotator.progress import HISTOGRAM_EDGES_S, AnnotatorProgress, ProgressReport, TimingSummary
 
@@ -142,6 +144,8 @@ def render_progress_page(
         '<body class="progress-page"><main><h1>Labelling progress</h1>'
         + "".join(summary)
         + table
+        + ("" if report.assist is None else render_assist_section(report.assist))
         + _export_section(export, partial)
+        + ("" if report.boxes is None else render_box_section(report.boxes))
         + '<p class="links"><a href="/">labelling page</a> · <a href="/api/progress">JSON</a></p></main></body></html>'
     )

@@ -1,6 +1,7 @@
 """The labelling web server: standard-library HTTP, one SQLite session behind it.
 
-Routes: ``/`` (the labelling page), ``/progress`` (the progress page), ``/static/*`` (a fixed
+Routes: ``/`` (the labelling page), ``/boxes`` (the box page of a session from a folder of
+photos, API in :mod:`pointsup.annotator.box_api`), ``/progress`` (the progress page), ``/static/*`` (a fixed
 list of the tool's own files), ``/image/ID`` (the image of a dataset image id),
 ``/export.json`` (the point file as a download, built from the session without writing
 anything), and the JSON API of :mod:`pointsup.annotator.api`.
@@ -48,13 +49,14 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 
 import msgspec
 
-from pointsup.annotator import api
+from pointsup.annotator import api, box_api
+from pointsup.annotator.box_store import validated_boxes_coco
 from pointsup.annotator.export import build_export
 from pointsup.annotator.images import browser_image_bytes
 from pointsup.annotator.progress import compute_progress
 from pointsup.annotator.progress_page import render_progress_page
 from pointsup.annotator.store import AnnotationStore
-from pointsup.points.format import validate_coco
+from pointsup.points.format import PointFormatError, validate_coco
 
 MAX_BODY_BYTES = 16 * 1024
 IMAGE_TYPES = {
@@ -74,6 +76,10 @@ STATIC_FILES = {
     "/": ("annotate.html", "text/html; charset=utf-8"),
     "/static/annotate.js": ("annotate.js", "text/javascript; charset=utf-8"),
     "/static/annotator.css": ("annotator.css", "text/css; charset=utf-8"),
+    # the box stage of a session from a folder of photos
+    "/boxes": ("boxes.html", "text/html; charset=utf-8"),
+    "/static/boxes.js": ("boxes.js", "text/javascript; charset=utf-8"),
+    "/static/boxes.css": ("boxes.css", "text/css; charset=utf-8"),
 }
 _SECURITY_HEADERS = {
     "X-Content-Type-Options": "nosniff",
@@ -261,7 +267,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _get(self, url: Any) -> None:
         query = parse_qs(url.query)
-        if "token" in query and url.path in ("/", "/progress"):
+        if "token" in query and url.path in ("/", "/progress", "/boxes"):
             self._redirect_without_token(url.path, query)
         elif url.path in self.server.static:
             body, content_type = self.server.static[url.path]
@@ -275,6 +281,8 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(200, page.encode(), "text/html; charset=utf-8", {"Cache-Control": "no-store"})
         elif url.path == "/api/progress":
             self._send_json(200, compute_progress(self.server.store).to_dict())
+        elif url.path == "/api/boxes/state":
+            self._send_json(200, box_api.read_state(self.server.store, query))
         elif url.path == "/api/state":
             names = query.get("annotator")
             if not names or len(names) != 1:
@@ -296,18 +304,27 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _send_export(self, query: dict[str, list[str]]) -> None:
         """The point file as a download (``?partial=1``: the partial export; ``?annotator=NAME``:
-        one annotator's answers). Reads the session only."""
+        one annotator's answers; ``?boxes=1``: the boxes of a session from a folder, no points).
+        Reads the session only."""
         partial = query.get("partial", ["0"]) == ["1"]
         names = query.get("annotator")
         annotator = api.annotator_name(names[0]) if names else None
-        try:
-            document, _ = build_export(self.server.store, partial=partial, annotator=annotator)
-        except ValueError as exc:
-            raise api.ApiError(404, str(exc)) from None
         stem = Path(self.server.store.settings.dataset_path).stem
-        name = f"{stem}.points{'.partial' if partial else ''}.json"
+        if query.get("boxes") == ["1"]:
+            box_api.box_stage(self.server.store)  # 404 without one
+            name = f"{stem}.boxes.json"
+            try:  # what `annotate export --boxes` writes, checked as it is
+                body = msgspec.json.encode(validated_boxes_coco(self.server.store, name))
+            except PointFormatError as exc:
+                raise api.ApiError(500, f"the boxes do not make a valid COCO file: {exc.one_line()}") from None
+        else:
+            try:
+                document, _ = build_export(self.server.store, partial=partial, annotator=annotator)
+            except ValueError as exc:
+                raise api.ApiError(404, str(exc)) from None
+            name = f"{stem}.points{'.partial' if partial else ''}.json"
+            body = msgspec.json.encode(validate_coco(document, name).to_coco())  # what `annotate export` writes
         disposition = f'attachment; filename="{re.sub(r"[^A-Za-z0-9._-]", "_", name)}"'
-        body = msgspec.json.encode(validate_coco(document, name).to_coco())  # what `annotate export` writes
         self._send(200, body, "application/json", {"Cache-Control": "no-store", "Content-Disposition": disposition})
 
     def _redirect_without_token(self, path: str, query: dict[str, list[str]]) -> None:
@@ -324,6 +341,7 @@ class _Handler(BaseHTTPRequestHandler):
             "/api/state": (api.StateRequest, api.claim_state),
             "/api/gold": (api.GoldRequest, api.gold_answer),
             "/api/relabel": (api.RelabelRequest, api.relabel),
+            **box_api.POST_ROUTES,
         }
         if url.path not in routes:
             raise api.ApiError(404, "not found")

@@ -29,7 +29,10 @@ Hand-out rules:
   ``0 .. k-1`` of its points, and undo removes the last answer of a chain its annotator holds
   (answers on released objects stay as they are);
 * annotator names are case-insensitive: the store keys them by :func:`annotator_key` and keeps
-  the name as first typed for display (:meth:`AnnotationStore.display_name`).
+  the name as first typed for display (:meth:`AnnotationStore.display_name`);
+* with a model (``store.assist``, :mod:`pointsup.annotator.assist`), points carry its
+  suggestion, and with ``--skip-confident`` the model's label of a confident point is recorded
+  in the chain of the annotator who reaches it (not asked; undone with their answer before it).
 
 A chain is not stored: from the answers in force on an object and its holders' counts, the
 released chains' lengths follow (:func:`free_chain_starts`).
@@ -60,6 +63,8 @@ from pointsup.annotator.database import (
     connect,
     create_database,
     has_session,
+    holds_session,
+    schema_complete,
     upgrade,
 )
 from pointsup.annotator.images import ImageFolderError, check_image_folder, fill_image_sizes
@@ -68,6 +73,7 @@ from pointsup.points.format import read_coco_json
 from pointsup.points.simulate import DEFAULT_SEED
 
 if TYPE_CHECKING:
+    from pointsup.annotator.assist import Assist
     from pointsup.annotator.gold import GoldPlan
 
 DEFAULT_NUM_POINTS = 10
@@ -78,6 +84,8 @@ MAX_OPEN_OBJECTS = 2
 MAX_ANNOTATOR_NAME = 64
 #: seconds of inactivity after which an annotator's unfinished objects go back to the pool
 DEFAULT_CLAIM_TIMEOUT_S = 600.0
+#: the ids of the answers the model made (``serve --skip-confident``, :mod:`pointsup.annotator.assist`)
+_MODEL_MADE = "SELECT answer FROM answer_suggestions WHERE model_made = 1"
 
 
 class AnswerConflict(Exception):
@@ -107,6 +115,8 @@ class StoreSettings:
     points_given: bool = False
     #: annotations whose ``point_coords`` were ignored (new points drawn) when the session was made
     given_points_ignored: int = 0
+    #: started from a folder of photos: the objects come from the box stage (:mod:`~pointsup.annotator.box_store`)
+    from_folder: bool = False
 
 
 @dataclass(frozen=True)
@@ -121,6 +131,8 @@ class PointTask:
     bbox_xywh: tuple[float, float, float, float]
     x: int
     y: int
+    #: the model's probability that the point is on the object (``serve --weights``), None without
+    suggestion: float | None = None
 
 
 @dataclass(frozen=True)
@@ -220,6 +232,7 @@ class AnnotationStore:
             has_masks=meta["has_masks"] == "1",
             points_given=meta.get("points_source") == POINTS_GIVEN,
             given_points_ignored=int(meta.get("given_points_ignored", 0)),
+            from_folder=meta.get("source") == "folder",
         )
         #: image id to ``(file_name, width, height)``
         self.images: dict[int, tuple[str, int, int]] = {
@@ -232,6 +245,10 @@ class AnnotationStore:
         self._names: dict[str, str] = {}
         #: gold questions to ask (set by the server; None: none)
         self.gold: GoldPlan | None = None
+        #: model suggestions (``serve --weights``, :mod:`pointsup.annotator.assist`; None: none)
+        self.assist: Assist | None = None
+        #: what a session from a folder asks (``serve --stage``): "boxes", "points" or "both"
+        self.stage = "both" if self.settings.from_folder else "points"
 
     # ---- opening ---------------------------------------------------------------------------
 
@@ -251,7 +268,11 @@ class AnnotationStore:
                 connection.close()
                 raise StoreError(f"{path} holds no labelling session")
             version = connection.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
-            if version is not None and version[0].isdigit() and int(version[0]) < SCHEMA_VERSION:
+            if (
+                version is not None
+                and version[0].isdigit()
+                and (int(version[0]) < SCHEMA_VERSION or (int(version[0]) == SCHEMA_VERSION and not schema_complete(connection)))
+            ):  # an older version, or one made by a build with only some of this version's tables
                 upgrade(connection, annotator_key)
         except sqlite3.DatabaseError as exc:
             raise StoreError(f"{path}: not a labelling database ({exc})") from None
@@ -290,16 +311,20 @@ class AnnotationStore:
         """The annotator's current point followed by up to ``count - 1`` upcoming ones,
         claiming objects as needed (empty when nothing is left for them). With
         ``claim=False`` nothing is written: only the objects they already hold are listed."""
+        if self.stage == "boxes":
+            return []
         n = self.settings.num_points
         key = annotator_key(annotator)
         with self._write() if claim else self._read() as db:
+            if claim and self.assist is not None:  # the model labels the confident points it reached
+                self.assist.advance_held(db, key, n)
             open_objects = db.execute(
                 "SELECT position, answered FROM assignments WHERE annotator = ? AND answered < ? ORDER BY position LIMIT ?",
                 (key, n, count),
             ).fetchall()
             tasks: list[PointTask] = []
             for position, answered in open_objects:
-                tasks.extend(self._point_tasks(db, position, range(answered, n)))
+                tasks.extend(self._point_tasks(db, position, range(answered, n), key))
                 if len(tasks) >= count:
                     return tasks[:count]
             if claim:
@@ -308,8 +333,10 @@ class AnnotationStore:
                 claimed = self._claim(db, key)
                 if claimed is None:
                     break
+                if self.assist is not None and (claimed := (claimed[0], self.assist.advance(db, key, claimed[0])))[1] == n:
+                    continue  # the model labelled every point left
                 open_objects.append(claimed)
-                tasks.extend(self._point_tasks(db, claimed[0], range(claimed[1], n)))
+                tasks.extend(self._point_tasks(db, claimed[0], range(claimed[1], n), key))
             return tasks[:count]
 
     def point_task(self, position: int, point_index: int) -> PointTask:
@@ -325,10 +352,14 @@ class AnnotationStore:
         label: int,
         response_ms: float | None,
         client_id: str | None = None,
+        suggestion: float | None = None,
+        accepted: bool = False,
     ) -> bool:
         """Store an answer for the annotator's current point (committed on return). Returns
         False, storing nothing, when an answer with ``client_id`` was stored before (the page
-        sent it again, say after an outage): each answer counts exactly once.
+        sent it again, say after an outage): each answer counts exactly once. ``suggestion``:
+        the model's probability shown with the point (kept beside the answer), ``accepted``:
+        whether its key gave the answer.
 
         Raises:
             AnswerConflict: the point is not the annotator's current one.
@@ -352,12 +383,20 @@ class AnnotationStore:
                 raise AnswerConflict(
                     f"point {point_index} of object {position} is not the current point of {annotator!r}", expected
                 )
-            db.execute(
+            cursor = db.execute(
                 "INSERT INTO answers (annotator, position, point_index, label, response_ms, answered_at, client_id) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?)",
                 (key, position, point_index, label, response_ms, time.time(), client_id),
             )
             db.execute("UPDATE assignments SET answered = answered + 1 WHERE annotator = ? AND position = ?", (key, position))
+            if suggestion is not None or self.assist is not None:
+                from pointsup.annotator.assist import record_answer_suggestion
+
+                if suggestion is not None:
+                    model = None if self.assist is None else self.assist.model
+                    record_answer_suggestion(db, int(cursor.lastrowid or 0), model, suggestion, accepted)
+                if self.assist is not None:
+                    self.assist.advance(db, key, position)
             self._register(db, key, annotator)
         return True
 
@@ -399,6 +438,7 @@ class AnnotationStore:
                 return None
             if row[1] != label:
                 db.execute("UPDATE answers SET label = ? WHERE id = ?", (label, row[0]))
+                db.execute("UPDATE answer_suggestions SET model_made = 0 WHERE answer = ?", (row[0],))  # now the annotator's
                 db.execute(
                     "INSERT INTO relabels (answer, old_label, new_label, relabelled_at) VALUES (?, ?, ?, ?)",
                     (row[0], row[1], label, time.time()),
@@ -449,21 +489,29 @@ class AnnotationStore:
         return [(str(r[0]), GoldAnswer(int(r[1]), int(r[2]), int(r[3]), int(r[4]), int(r[5]), bool(r[6]), r[7])) for r in rows]
 
     def undo_last(self, annotator: str) -> tuple[int, int] | None:
-        """Withdraw the annotator's latest answer that ends a chain they hold; returns its
-        ``(position, point_index)`` (which becomes their current point), or None when they have
-        nothing to undo (answers on objects released from them stay)."""
+        """Withdraw the annotator's latest answer that ends a chain they hold, with the labels the
+        model made after it on that chain (``--skip-confident``); returns its ``(position,
+        point_index)`` (which becomes their current point), or None when they have nothing to
+        undo (answers on objects released from them stay)."""
         key = annotator_key(annotator)
         with self._write() as db:
+            # the latest own answer followed on its chain by model-made labels only (none, mostly)
             row = db.execute(
                 "SELECT a.id, a.position, a.point_index FROM answers AS a JOIN assignments AS s "
-                "ON s.annotator = a.annotator AND s.position = a.position AND a.point_index = s.answered - 1 "
-                "WHERE a.annotator = ? AND a.undone_at IS NULL ORDER BY a.id DESC LIMIT 1",
+                "ON s.annotator = a.annotator AND s.position = a.position AND a.point_index < s.answered "
+                f"WHERE a.annotator = ? AND a.undone_at IS NULL AND a.id NOT IN ({_MODEL_MADE}) "
+                "AND s.answered - 1 - a.point_index = (SELECT COUNT(*) FROM answers AS b WHERE b.annotator = a.annotator "
+                "AND b.position = a.position AND b.undone_at IS NULL AND b.point_index > a.point_index "
+                f"AND b.point_index < s.answered AND b.id IN ({_MODEL_MADE})) ORDER BY a.id DESC LIMIT 1",
                 (key,),
             ).fetchone()
             if row is None:
                 return None
-            db.execute("UPDATE answers SET undone_at = ? WHERE id = ?", (time.time(), row[0]))
-            db.execute("UPDATE assignments SET answered = answered - 1 WHERE annotator = ? AND position = ?", (key, row[1]))
+            db.execute(
+                "UPDATE answers SET undone_at = ? WHERE annotator = ? AND position = ? AND point_index >= ? AND undone_at IS NULL",
+                (time.time(), key, row[1], row[2]),
+            )
+            db.execute("UPDATE assignments SET answered = ? WHERE annotator = ? AND position = ?", (row[2], key, row[1]))
             return int(row[1]), int(row[2])
 
     def annotator_counts(self, annotator: str) -> tuple[int, int]:
@@ -471,7 +519,9 @@ class AnnotationStore:
         object they finished after someone else started it counts as theirs)."""
         key = annotator_key(annotator)
         with self._read() as db:
-            (points,) = db.execute("SELECT COUNT(*) FROM answers WHERE annotator = ? AND undone_at IS NULL", (key,)).fetchone()
+            (points,) = db.execute(
+                f"SELECT COUNT(*) FROM answers WHERE annotator = ? AND undone_at IS NULL AND id NOT IN ({_MODEL_MADE})", (key,)
+            ).fetchone()
             (finished,) = db.execute(
                 "SELECT COUNT(*) FROM assignments WHERE annotator = ? AND answered = ?", (key, self.settings.num_points)
             ).fetchone()
@@ -522,9 +572,21 @@ class AnnotationStore:
         with self._read() as db:
             return dict(db.execute("SELECT key, name FROM annotators").fetchall())
 
+    def objects_total(self) -> int:
+        """How many objects there are to label (in a session from a folder: so far)."""
+        if not self.settings.from_folder:
+            return self.settings.num_objects
+        with self._read() as db:
+            return int(db.execute("SELECT COUNT(*) FROM objects").fetchone()[0])
+
+    def objects_changed(self) -> None:
+        """Forget what is cached about the objects (the box stage added or removed some)."""
+        self._object_cache.clear()
+        self._overlaps = None
+
     def same_category_overlaps(self, position: int) -> int:
         """How many other objects of the object's image and category overlap its box."""
-        if self._overlaps is None:
+        if self._overlaps is None or position not in self._overlaps:  # new objects (box stage)
             self._overlaps = same_category_overlaps(self.objects())
         return self._overlaps.get(position, 0)
 
@@ -568,7 +630,17 @@ class AnnotationStore:
         ]
 
     def export_template(self) -> dict[str, Any]:
-        """The input COCO file without masks or points (see :func:`tasks.export_template`)."""
+        """The input COCO file without masks or points (see :func:`tasks.export_template`); from a
+        folder of photos, the images whose boxes are finished with their boxes."""
+        if self.settings.from_folder:
+            from pointsup.annotator.box_store import box_export_template
+
+            return box_export_template(self)
+        return self.stored_dataset()
+
+    def stored_dataset(self) -> dict[str, Any]:
+        """The COCO file stored when the session was made (without masks or points; from a
+        folder of photos: its images and categories, no annotations)."""
         with self._read() as db:
             blob = db.execute("SELECT coco FROM dataset WHERE id = 1").fetchone()[0]
         return msgspec.json.decode(zlib.decompress(blob))
@@ -638,7 +710,9 @@ class AnnotationStore:
         starts = free_chain_starts(counts, held, self.settings.overlap - assigned - released)
         return next((start for start in starts if start > own_last), None)
 
-    def _point_tasks(self, db: sqlite3.Connection, position: int, indices: range) -> list[PointTask]:
+    def _point_tasks(self, db: sqlite3.Connection, position: int, indices: range, key: str | None = None) -> list[PointTask]:
+        """The points ``indices`` of an object; with the annotator's ``key``, with the model's
+        suggestions and without the points it labels itself (when the session has a model)."""
         cached = self._object_cache.get(position)
         if cached is None:
             annotation_id, image_id, category_id, bbox, points = db.execute(
@@ -649,7 +723,10 @@ class AnnotationStore:
                 self._object_cache.clear()
             self._object_cache[position] = cached
         annotation_id, image_id, category_id, bbox, points = cached
-        return [PointTask(position, i, annotation_id, image_id, category_id, bbox, points[i][0], points[i][1]) for i in indices]
+        tasks = [PointTask(position, i, annotation_id, image_id, category_id, bbox, points[i][0], points[i][1]) for i in indices]
+        if key is not None and self.assist is not None:
+            tasks = self.assist.with_suggestions(db, key, position, tasks)
+        return tasks
 
 
 def file_sha256(path: str | os.PathLike[str]) -> str:
@@ -658,6 +735,20 @@ def file_sha256(path: str | os.PathLike[str]) -> str:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def settings_mismatches(recorded: StoreSettings, num_points: int | None, seed: int | None, overlap: int | None) -> list[str]:
+    """The settings given (None: not given) that differ from those the session was made with,
+    each as ``--points 4 (it was made with 10)``."""
+    return [
+        f"--{name} {given} (it was made with {wanted})"
+        for name, given, wanted in (
+            ("points", num_points, recorded.num_points),
+            ("seed", seed, recorded.seed),
+            ("overlap", overlap, recorded.overlap),
+        )
+        if given is not None and given != wanted
+    ]
 
 
 def open_session(
@@ -690,14 +781,7 @@ def open_session(
     """
     db_path = Path(db_path)
     sha256 = file_sha256(dataset_path)
-    exists = db_path.is_file() and db_path.stat().st_size > 0
-    if exists:
-        try:
-            probe = connect(db_path)
-            exists = has_session(probe)
-            probe.close()
-        except sqlite3.DatabaseError as exc:
-            raise StoreError(f"{db_path}: not a labelling database ({exc})") from None
+    exists = holds_session(db_path)
     images = None if images_dir is None else Path(images_dir)
     if not exists:
         coco = read_coco_json(dataset_path)
@@ -728,15 +812,7 @@ def open_session(
             store.close()
             raise
     recorded = store.settings
-    mismatches = [
-        f"--{name} {given} (it was made with {wanted})"
-        for name, given, wanted in (
-            ("points", num_points, recorded.num_points),
-            ("seed", seed, recorded.seed),
-            ("overlap", overlap, recorded.overlap),
-        )
-        if given is not None and given != wanted
-    ]
+    mismatches = settings_mismatches(recorded, num_points, seed, overlap)
     if use_points and not recorded.points_given:
         mismatches.append("--use-points (it labels points drawn as `pointsup simulate` draws them)")
     if recorded.dataset_sha256 != sha256:

@@ -215,7 +215,7 @@ def _png_chunk(tag: bytes, data: bytes) -> bytes:
     return struct.pack(">I", len(data)) + tag + data + struct.pack(">I", crc)
 
 
-def _num_val_images(num_images: int, val_fraction: float) -> int:
+def num_val_images(num_images: int, val_fraction: float) -> int:
     """``round(num_images * val_fraction)``, at least 1 when ``num_images >= 2`` and
     ``val_fraction > 0``, and never all images (the training split is never empty)."""
     n_val = int(round(num_images * val_fraction))
@@ -274,7 +274,7 @@ def generate_synthetic_dataset(
     root = Path(output_dir)
     image_dir = root / "images"
     image_dir.mkdir(parents=True, exist_ok=True)
-    n_train = num_images - _num_val_images(num_images, float(val_fraction))
+    n_train = num_images - num_val_images(num_images, float(val_fraction))
     categories = [{"id": i + 1, "name": name, "supercategory": "shape"} for i, name in enumerate(CATEGORY_NAMES)]
     splits: dict[str, tuple[list[dict], list[dict]]] = {"train": ([], []), "val": ([], [])}
     annotation_id = 0

@@ -138,3 +138,21 @@ def test_gold_answers_are_stored_once_and_only_when_due(api: Api, store: Annotat
     assert len(store.gold_answers()) == 1
     with pytest.raises(GoldError, match="below 1"):
         GoldPlan.for_store(store, share=1.5)
+
+
+def test_a_response_time_over_an_hour_is_kept_as_unknown_not_refused(api: Api, store: AnnotationStore) -> None:
+    """A point answered after the tab was left open for hours: the answer counts, its time does
+    not (a refusal would make the page drop it and every answer queued after it)."""
+    tasks = api.state("ann")["tasks"]
+    status, reply = api.answer("ann", tasks[0], "object", 7_200_000.0)
+    assert status == 200, reply
+    status, reply = api.answer("ann", reply["tasks"][0], "background", 1e300)
+    assert status == 200, reply
+    status, reply = api.answer("ann", reply["tasks"][0], "object", 3_600_000.0)  # an hour exactly: kept
+    assert status == 200, reply
+    assert [(a.point_index, a.label, a.response_ms) for a in store.live_answers()] == [
+        (0, 1, None),
+        (1, 0, None),
+        (2, 1, 3_600_000.0),
+    ]
+    assert api.answer("ann", reply["tasks"][0], "object", -1.0)[0] == 400  # a negative time is still malformed

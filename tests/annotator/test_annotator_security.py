@@ -142,7 +142,6 @@ BAD_FIELDS = [
     {"position": 1.5},
     {"point_index": None},
     {"response_ms": -5},
-    {"response_ms": 1e12},
     {"response_ms": "fast"},
     {"annotator": ""},
     {"annotator": "x" * 300},

@@ -19,11 +19,15 @@
 // object, a click changes one. Gold questions (tasks with `gold`) are sent to /api/gold; those
 // of the training round (`training`) show whether the answer was right. When nothing is left,
 // the page asks again every `recheck_ms`. "switch annotator" hands the page to someone else.
+// With a model (serve --weights), a task may carry the model's probability (`suggestion`): the
+// page shows it ("model: object 93 %") and A or Enter answers with it; the answer says what
+// was shown and whether the key accepted it.
 "use strict";
 
 (() => {
   const ANSWER_KEYS = { f: "object", j: "background", u: "unsure" };
   const UNDO_KEYS = new Set(["z", "Backspace"]);
+  const ACCEPT_KEYS = new Set(["a", "Enter"]);  // answer with the model's suggestion
   const LABEL_CODES = { object: 1, background: 0, unsure: -1 };
   const LABEL_NAMES = { 1: "object", 0: "background", "-1": "unsure" };
   const CONTEXT_MARGIN = 0.3;      // context around the box, as a share of its larger side
@@ -161,7 +165,7 @@
   }
 
   // What the layout depends on: the window and whether the crowd note takes a line.
-  function layoutKey() { return `${window.innerWidth}x${window.innerHeight}:${$("crowd-note").hidden}`; }
+  function layoutKey() { return `${window.innerWidth}x${window.innerHeight}:${$("crowd-note").hidden}:${$("accept-suggestion").hidden}`; }
 
   function sizeCanvas(canvas, cssWidth, cssHeight) {
     const ratio = window.devicePixelRatio || 1;
@@ -335,6 +339,7 @@
     $("done").hidden = true;
     $("category").textContent = task.category;
     showCrowdNote(task);
+    showSuggestion(task);
     updateCounter(task);
     if (session.layoutFor !== layoutKey()) layout();
     drawContext(entry.img, task);
@@ -343,6 +348,18 @@
     setState("ready");
     requestAnimationFrame(() => { session.shownAt = performance.now(); });
     return true;
+  }
+
+  // The model's answer for the point (serve --weights), on the button that accepts it.
+  function suggestedLabel(probability) { return probability >= 0.5 ? "object" : "background"; }
+
+  function showSuggestion(task) {
+    const button = $("accept-suggestion");
+    button.hidden = task.suggestion === undefined;
+    if (button.hidden) return;
+    const label = suggestedLabel(task.suggestion);
+    const sure = label === "object" ? task.suggestion : 1 - task.suggestion;
+    $("suggestion-text").textContent = `model: ${label} ${Math.round(100 * sure)} %`;
   }
 
   function showCrowdNote(task) {
@@ -369,8 +386,12 @@
       ? `${waiting} unfinished object(s) are held by other annotators; those of anyone inactive for `
         + `${Math.round(s.claim_timeout_s / 60 * 10) / 10} min come back to the pool. This page checks again by itself.`
       : "";
+    // a session from a folder of photos: objects come as their photos' boxes are finished (box page)
+    const boxing = s && s.boxes && s.boxes.stage === "both" ? s.boxes.images_left : 0;
+    if (boxing) $("done-detail").textContent += ` ${boxing} photo(s) still wait for their boxes (box page); their objects come here, and this page checks again by itself.`;
+    if (s && s.boxes && s.boxes.stage === "boxes") $("done-detail").textContent = "This server asks for boxes only (--stage boxes): draw them on the box page.";
     clearTimeout(session.recheck);
-    if (waiting) session.recheck = setTimeout(resync, s.recheck_ms);
+    if (waiting || boxing) session.recheck = setTimeout(resync, s.recheck_ms);
   }
 
   // Replace the queue with the server's tasks (after a resync or an undo).
@@ -386,6 +407,7 @@
     if (!answeredSince.every((key, i) => i < tasks.length && tasks[i].key === key)) return;
     session.summary = reply;
     $("who").textContent = reply.annotator;  // as first typed
+    $("boxes-link").hidden = !reply.boxes || reply.boxes.stage === "points";  // a session from a folder of photos
     const onScreen = state() === "ready" ? session.queue[0] : null;
     session.queue = tasks.slice(answeredSince.length);
     prefetch();
@@ -508,25 +530,32 @@
     }
   }
 
-  function outboxEntry(task, label, responseMs) {
+  function outboxEntry(task, label, responseMs, accepted) {
     const common = { annotator: session.annotator, label, response_ms: Math.round(responseMs) };
     if (task.gold !== undefined) {
       return { id: null, path: "/api/gold", key: task.key, task, attempted: false, body: { ...common, gold_index: task.gold } };
     }
     const id = newAnswerId();
+    const shown = task.suggestion === undefined ? {} : { suggestion: task.suggestion, accepted };
     return {
       id, path: "/api/answer", key: task.key, task, attempted: false,
-      body: { ...common, position: task.position, point_index: task.point_index, answer_id: id },
+      body: { ...common, position: task.position, point_index: task.point_index, answer_id: id, ...shown },
     };
   }
 
-  function answer(label, pressedAt) {
+  // Answer with the model's suggestion (A, Enter or its button).
+  function accept(pressedAt) {
+    const task = session.queue[0];
+    if (state() === "ready" && task && task.suggestion !== undefined) answer(suggestedLabel(task.suggestion), pressedAt, true);
+  }
+
+  function answer(label, pressedAt, accepted = false) {
     if (state() === "feedback") { closeFeedback(); return; }
     if (state() !== "ready" || session.busy) return;
     const task = session.queue.shift();
     const responseMs = Math.max(0, pressedAt - session.shownAt);
     say("");  // a status line is about what came before
-    session.outbox.push(outboxEntry(task, label, responseMs));
+    session.outbox.push(outboxEntry(task, label, responseMs, accepted));
     saveOutbox();
     if (task.training) {
       session.feedbackTask = task;  // stays on screen with the feedback until it is read
@@ -728,6 +757,9 @@
     if (key in ANSWER_KEYS || (state() === "feedback" && (key === "Enter" || key === " "))) {
       event.preventDefault();
       if (!event.repeat) answer(ANSWER_KEYS[key], event.timeStamp);
+    } else if (ACCEPT_KEYS.has(key)) {
+      event.preventDefault();
+      if (!event.repeat) accept(event.timeStamp);
     } else if (UNDO_KEYS.has(key)) {
       event.preventDefault();
       if (!event.repeat) undo();
@@ -821,6 +853,7 @@
     hide.addEventListener("pointerdown", () => setMarkersHidden(true));
     for (const type of ["pointerup", "pointerleave", "pointercancel"]) hide.addEventListener(type, () => setMarkersHidden(false));
     onButton("undo", undo);
+    onButton("accept-suggestion", (event) => accept(event.timeStamp));
     onButton("brightness-button", () => cycle("brightness", BRIGHTNESS));
     onButton("contrast-button", () => cycle("contrast", CONTRAST));
     onButton("review-button", () => openReview());
