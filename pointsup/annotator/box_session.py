@@ -265,13 +265,13 @@ def serve_folder(args: argparse.Namespace, token: str | None) -> None:
     """``pointsup annotate serve --images DIR --categories ...``: create or resume a session
     from a folder of photos and serve it (the box page, and the point page unless ``--stage
     boxes``) until stopped."""
-    from pointsup.annotator.server import AnnotationServer, log_to_stderr, run_until_stopped
+    from pointsup.annotator.server import run_until_stopped
 
     if args.use_points:
         raise CommandError("--use-points labels the points of DATASET.json; a session from a folder of photos draws them")
     if args.gold is not None:
         raise CommandError("--gold checks answers against masks; a session from a folder of photos has none")
-    from pointsup.annotator.cli import _assist_model, _start_assist
+    from pointsup.annotator.serve_setup import assist_model, open_server, start_assist_for_serve
 
     stage = args.stage or "both"
     assert stage in STAGES
@@ -279,7 +279,7 @@ def serve_folder(args: argparse.Namespace, token: str | None) -> None:
     categories = None if args.categories is None else parse_categories(args.categories)
     # --weights (model-assisted labelling): loaded before anything is written; suggestions for the
     # objects made while serving come from a background thread (pointsup.annotator.assist)
-    model = _assist_model(args, categories=None if categories is None else dict(enumerate(categories, 1)))
+    model = assist_model(args, categories=None if categories is None else dict(enumerate(categories, 1)))
     try:
         store, created = open_box_session(
             db_path,
@@ -293,14 +293,8 @@ def serve_folder(args: argparse.Namespace, token: str | None) -> None:
     except ValueError as exc:
         raise CommandError(str(exc)) from None
     store.stage = stage
-    assisting = _start_assist(args, store, model, str(args.images))
-    try:
-        server = AnnotationServer(
-            store, args.images, host=args.host, port=args.port, token=token, log=None if args.quiet else log_to_stderr
-        )
-    except OSError as exc:
-        store.close()
-        raise CommandError(f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}") from None
+    assisting = start_assist_for_serve(args, store, model, str(args.images))
+    server = open_server(args, store, token)
     settings, summary = store.settings, BoxStage(store).summary()
     names = [store.category_names[k] for k in sorted(store.category_names)]
     print(

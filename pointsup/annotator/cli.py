@@ -19,14 +19,10 @@ import json
 import re
 import secrets
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from pointsup import cli_types
 from pointsup.annotator.store import DEFAULT_CLAIM_TIMEOUT_S, AnnotationStore
 from pointsup.errors import CommandError, PointsupError
-
-if TYPE_CHECKING:
-    from pointsup.annotator.assist import SuggestionModel
 
 #: a token must be safe in a URL and a cookie
 _TOKEN_PATTERN = re.compile(r"[A-Za-z0-9._~-]{8,200}")
@@ -38,7 +34,8 @@ def default_db_path(dataset: Path) -> Path:
 
 
 def _run_serve(args: argparse.Namespace) -> None:
-    from pointsup.annotator.server import AnnotationServer, is_loopback, log_to_stderr, run_until_stopped
+    from pointsup.annotator.serve_setup import assist_model, open_server, start_assist_for_serve
+    from pointsup.annotator.server import is_loopback, run_until_stopped
     from pointsup.annotator.store import open_session
     from pointsup.utils.paths import refuse_output_over_input
 
@@ -62,7 +59,7 @@ def _run_serve(args: argparse.Namespace) -> None:
         )
     db_path = args.db or default_db_path(args.dataset)
     refuse_output_over_input(db_path, [args.dataset], "--db")
-    model = _assist_model(args, args.dataset)  # before anything is written
+    model = assist_model(args, args.dataset)  # before anything is written
     try:
         store, created = open_session(
             db_path,
@@ -86,14 +83,8 @@ def _run_serve(args: argparse.Namespace) -> None:
         except GoldError as exc:
             store.close()
             raise CommandError(f"{args.dataset}: {exc}") from None
-    assisting = _start_assist(args, store, model, str(args.dataset))
-    try:
-        server = AnnotationServer(
-            store, args.images, host=args.host, port=args.port, token=token, log=None if args.quiet else log_to_stderr
-        )
-    except OSError as exc:
-        store.close()
-        raise CommandError(f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}") from None
+    assisting = start_assist_for_serve(args, store, model, str(args.dataset))
+    server = open_server(args, store, token)
     settings = store.settings
     if created and settings.given_points_ignored:
         print(
@@ -117,61 +108,6 @@ def _run_serve(args: argparse.Namespace) -> None:
     print(f"progress page: {server.url('/progress')}")
     print(f"labelling page: {server.url()}", flush=True)
     run_until_stopped(server)
-
-
-def _assist_model(
-    args: argparse.Namespace, dataset: Path | None = None, categories: dict[int, str] | None = None
-) -> SuggestionModel | None:
-    """The ``--weights`` model (None without), checked against the categories of ``dataset``
-    when it can be read, or against ``categories`` (id to name): a checkpoint that is missing,
-    unreadable or made for other categories is refused before anything is written."""
-    if args.weights is None:
-        if args.skip_confident is not None:
-            raise CommandError("--skip-confident needs --weights (the model whose suggestions it trusts)")
-        return None
-    from pointsup.annotator.assist import SuggestionModel, check_skip_threshold
-    from pointsup.points.format import read_coco_json
-
-    if args.skip_confident is not None:
-        check_skip_threshold(args.skip_confident)
-    model = SuggestionModel.load(args.weights, args.device)
-    if dataset is not None:
-        try:
-            categories = {int(c["id"]): str(c.get("name", c["id"])) for c in read_coco_json(dataset)["categories"]}
-        except (PointsupError, KeyError, TypeError, ValueError):
-            categories = None  # a malformed file: open_session says what is wrong with it
-        if categories:
-            model.check_categories(categories, str(dataset))
-    elif categories:
-        model.check_categories(categories, "--categories")
-    return model
-
-
-def _start_assist(args: argparse.Namespace, store: AnnotationStore, model: SuggestionModel | None, source: str) -> str:
-    """``--weights``: model suggestions for the session (see :mod:`pointsup.annotator.assist`),
-    computed before serving; returns a line to print ("" without ``--weights``). Closes the
-    store when the model does not fit."""
-    if model is None:
-        return ""
-    from pointsup.annotator.assist import start_assist
-    from pointsup.annotator.server import log_to_stderr
-
-    try:
-        _, computed = start_assist(
-            store, model, args.images, source=source, skip_confident=args.skip_confident, log=log_to_stderr
-        )
-    except PointsupError:
-        store.close()
-        raise
-    except KeyboardInterrupt:
-        store.close()
-        raise CommandError("interrupted while computing the model's suggestions; those computed are kept") from None
-    skip = (
-        f"; points it is {args.skip_confident:g} sure of are labelled by it, not asked (--skip-confident)"
-        if args.skip_confident is not None
-        else ""
-    )
-    return f"model suggestions from {args.weights} ({computed} objects computed now, the others stored before){skip}"
 
 
 def _open_store(path: Path) -> AnnotationStore:

@@ -74,6 +74,8 @@ STATIC_DIR = Path(__file__).with_name("static")
 #: URL path to (file in STATIC_DIR, content type): nothing else is served from disk but images
 STATIC_FILES = {
     "/": ("annotate.html", "text/html; charset=utf-8"),
+    # what both pages' scripts share (window.Pointsup), loaded before either
+    "/static/common.js": ("common.js", "text/javascript; charset=utf-8"),
     "/static/annotate.js": ("annotate.js", "text/javascript; charset=utf-8"),
     "/static/annotator.css": ("annotator.css", "text/css; charset=utf-8"),
     # the box stage of a session from a folder of photos

@@ -44,17 +44,14 @@
   const BRIGHTNESS = [1, 1.5, 2.2, 3.2], CONTRAST = [1, 1.4, 2];  // B and C cycle through these
   const IMAGE_CACHE = 8;           // decoded images kept
   const RETRY_MS = 2000;           // wait before asking an unreachable server again
-  const REQUEST_TIMEOUT_MS = 10000;  // a request without a reply by then counts as an outage
   const COLOURS = { box: "#ffd400", point: "#ff2d55", square: "#1fdc3c", outside: "#202020", halo: "#ffffff", shadow: "#000000" };
   const REVIEW_COLOURS = { 1: "#1fdc3c", 0: "#3b82f6", "-1": "#ffd400" };
   const REVIEW_RADIUS = 9, REVIEW_HIT = 16;  // review markers and how near a click must land, CSS pixels
   const DIM = "rgba(0, 0, 0, 0.6)";  // over everything outside the box
   const BOX_WIDTH = 2, BOX_WIDTH_CROWDED = 4;  // the box's yellow line, CSS pixels (a dark outline each side)
-  const NAME_KEY = "pointsup-annotator", INSTRUCTIONS_KEY = "pointsup-instructions-read";  // localStorage
+  const INSTRUCTIONS_KEY = "pointsup-instructions-read";  // localStorage
   const OUTBOX_KEY = "pointsup-outbox:";  // + the annotator's name in lower case
 
-  const $ = (id) => document.getElementById(id);
-  const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
   const session = {
     annotator: null,
     queue: [],        // tasks; queue[0] is on screen
@@ -74,48 +71,15 @@
     review: null,     // {objects, object} while reviewing
     feedbackTask: null,  // the training question whose feedback is on screen
   };
+  const {
+    $, sleep, setState, state, say, dpr, request, isOutage, newId, sizeCanvas, onButton, toggleHelp,
+  } = window.Pointsup;  // common.js
+  const drained = () => window.Pointsup.drained(session);
   const images = new Map();  // image id -> {img, ready, failed, promise}; insertion order = recency
   // Answer -> next point latencies (ms) from the key press to the frame after the redraw.
   // (The page also exposes its state to tests as data-state, data-point-key, data-pending and
   // data-connection attributes of <body>.)
   window.pointsupLatencies = [];
-
-  function setState(state) { document.body.dataset.state = state; }
-  function state() { return document.body.dataset.state; }
-  function say(text) { $("status").textContent = text; }
-
-  async function request(method, path, body) {
-    const controller = new AbortController();
-    const timer = setTimeout(() => controller.abort(), REQUEST_TIMEOUT_MS);
-    const options = { method, credentials: "same-origin", headers: {}, signal: controller.signal };
-    if (body !== undefined) {
-      options.headers["Content-Type"] = "application/json";
-      options.body = JSON.stringify(body);
-    }
-    try {
-      const response = await fetch(path, options);
-      let payload = null;
-      try { payload = await response.json(); } catch (ignored) { payload = null; }
-      if (!response.ok) {
-        const error = new Error((payload && payload.error) || `${response.status} ${response.statusText}`);
-        error.status = response.status;
-        error.payload = payload;
-        throw error;
-      }
-      return payload;
-    } finally {
-      clearTimeout(timer);
-    }
-  }
-
-  // No reply, or the server cannot answer now (restarting, database busy): worth sending again.
-  function isOutage(error) { return error.status === undefined || error.status >= 500; }
-
-  function newAnswerId() {
-    const bytes = new Uint8Array(16);
-    crypto.getRandomValues(bytes);
-    return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
-  }
 
   // ---- images ------------------------------------------------------------------------------
 
@@ -135,11 +99,7 @@
 
   function prefetch() {
     session.queue.forEach(imageEntry);
-    const wanted = new Set(session.queue.map((t) => t.image_id));
-    for (const id of images.keys()) {
-      if (images.size <= IMAGE_CACHE) break;
-      if (!wanted.has(id)) images.delete(id);
-    }
+    window.Pointsup.pruneImages(images, session.queue, IMAGE_CACHE);
   }
 
   // ---- layout ------------------------------------------------------------------------------
@@ -167,17 +127,7 @@
   // What the layout depends on: the window and whether the crowd note takes a line.
   function layoutKey() { return `${window.innerWidth}x${window.innerHeight}:${$("crowd-note").hidden}:${$("accept-suggestion").hidden}`; }
 
-  function sizeCanvas(canvas, cssWidth, cssHeight) {
-    const ratio = window.devicePixelRatio || 1;
-    canvas.style.width = `${cssWidth}px`;
-    canvas.style.height = `${cssHeight}px`;
-    canvas.width = Math.round(cssWidth * ratio);
-    canvas.height = Math.round(cssHeight * ratio);
-  }
-
   // ---- drawing -----------------------------------------------------------------------------
-
-  function dpr() { return window.devicePixelRatio || 1; }
 
   function imageFilter() {
     const b = BRIGHTNESS[session.brightness], c = CONTRAST[session.contrast];
@@ -441,10 +391,7 @@
 
   function saveOutbox() {
     const stored = session.outbox.map(({ id, path, body, key, attempted }) => ({ id, path, body, key, attempted }));
-    try {
-      if (stored.length) localStorage.setItem(outboxKey(), JSON.stringify(stored));
-      else localStorage.removeItem(outboxKey());
-    } catch (ignored) { /* storage full or disabled: the outbox stays in memory */ }
+    window.Pointsup.storeOutbox(outboxKey(), stored);
     updatePending();
   }
 
@@ -502,10 +449,6 @@
     await resync();
   }
 
-  async function drained() {
-    while (session.outbox.length || session.pumping) await sleep(20);
-  }
-
   // Fetch the annotator's state; retried every few seconds while the server is unreachable
   // (say, restarting), not when it refuses the request (a bad name, a missing token).
   async function resync() {
@@ -535,7 +478,7 @@
     if (task.gold !== undefined) {
       return { id: null, path: "/api/gold", key: task.key, task, attempted: false, body: { ...common, gold_index: task.gold } };
     }
-    const id = newAnswerId();
+    const id = newId();
     const shown = task.suggestion === undefined ? {} : { suggestion: task.suggestion, accepted };
     return {
       id, path: "/api/answer", key: task.key, task, attempted: false,
@@ -741,10 +684,6 @@
     redraw();
   }
 
-  function toggleHelp(open) {
-    $("help").hidden = !(open === undefined ? $("help").hidden : open);
-  }
-
   // ---- input -------------------------------------------------------------------------------
 
   function onKey(event) {
@@ -823,23 +762,10 @@
     session.epoch += 1;
     clearTimeout(session.recheck);
     Object.assign(session, { annotator: null, queue: [], outbox: [], summary: null, review: null, lastSent: null });
-    localStorage.removeItem(NAME_KEY);
-    const url = new URL(window.location.href);
-    url.searchParams.delete("annotator");
-    history.replaceState(null, "", url);
+    window.Pointsup.forgetName();
     for (const id of ["labelling", "done", "instructions", "review", "switch-annotator"]) $(id).hidden = true;
-    $("who").textContent = "";
-    $("counter").textContent = "";
-    say("");
     document.body.dataset.pointKey = "";
-    $("name-input").value = "";
-    $("login").hidden = false;
-    setState("login");
-    $("name-input").focus();
-  }
-
-  function onButton(id, action) {
-    $(id).addEventListener("click", (event) => { $(id).blur(); action(event); });
+    window.Pointsup.showLogin();
   }
 
   function init() {
@@ -867,25 +793,7 @@
     $("instructions-ok").addEventListener("click", closeInstructions);
     onButton("show-instructions", () => { if (session.annotator) showInstructions(); });
     $("switch-annotator").addEventListener("click", switchAnnotator);
-    $("login-form").addEventListener("submit", (event) => {
-      event.preventDefault();
-      const name = $("name-input").value.trim();
-      if (!name) return;
-      localStorage.setItem(NAME_KEY, name);
-      const url = new URL(window.location.href);
-      url.searchParams.set("annotator", name);
-      history.replaceState(null, "", url);
-      start(name);
-    });
-    document.body.dataset.connection = "online";
-    const name = new URLSearchParams(window.location.search).get("annotator") || localStorage.getItem(NAME_KEY);
-    if (name && name.trim()) {
-      start(name.trim());
-    } else {
-      $("login").hidden = false;
-      setState("login");
-      $("name-input").focus();
-    }
+    window.Pointsup.login(start);
   }
 
   init();

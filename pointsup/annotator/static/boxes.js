@@ -28,15 +28,12 @@
   const MIN_VIEW = 200, BOTTOM_MARGIN = 16;  // CSS pixels
   const LOUPE = 150, LOUPE_ZOOM = 4;  // the magnifier's side (CSS pixels) and its screen pixels per image pixel
   const IMAGE_CACHE = 6;
-  const RETRY_MS = 2000, REQUEST_TIMEOUT_MS = 10000;
+  const RETRY_MS = 2000;
   const PALETTE = ["#ffd400", "#1fdc3c", "#ff2d55", "#3b82f6", "#ff8c00", "#b15cff", "#00d5d5", "#ff5cc8", "#9be15d", "#ffffff"];
   const SHADOW = "#000000", HALO = "#ffffff";
-  const NAME_KEY = "pointsup-annotator";  // the name, shared with the point page
   const OUTBOX_KEY = "pointsup-box-outbox:";  // + the annotator's name in lower case
   const VIEW_KEY = "pointsup-box-view:";  // + the name: the photos on hand, the categories, the chosen one
 
-  const $ = (id) => document.getElementById(id);
-  const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
   const session = {
     annotator: null,
     summary: null,     // the last box state from the server
@@ -61,46 +58,14 @@
     hideBoxes: false,
     layoutFor: "",
   };
+  const {
+    $, sleep, setState, state, say, dpr, request, isOutage, newId, sizeCanvas, onButton, toggleHelp,
+  } = window.Pointsup;  // common.js
+  const drained = () => window.Pointsup.drained(session);
   const images = new Map();  // image id -> {img, ready, failed, promise}; insertion order = recency
 
-  function setState(state) { document.body.dataset.state = state; }
-  function state() { return document.body.dataset.state; }
-  function say(text) { $("status").textContent = text; }
-  function dpr() { return window.devicePixelRatio || 1; }
   function colour(categoryId) { return PALETTE[(categoryId - 1 + PALETTE.length) % PALETTE.length]; }
   function categoryName(id) { const c = session.categories.find((k) => k.id === id); return c ? c.name : String(id); }
-
-  async function request(method, path, body) {
-    const controller = new AbortController();
-    const timer = setTimeout(() => controller.abort(), REQUEST_TIMEOUT_MS);
-    const options = { method, credentials: "same-origin", headers: {}, signal: controller.signal };
-    if (body !== undefined) {
-      options.headers["Content-Type"] = "application/json";
-      options.body = JSON.stringify(body);
-    }
-    try {
-      const response = await fetch(path, options);
-      let payload = null;
-      try { payload = await response.json(); } catch (ignored) { payload = null; }
-      if (!response.ok) {
-        const error = new Error((payload && payload.error) || `${response.status} ${response.statusText}`);
-        error.status = response.status;
-        error.payload = payload;
-        throw error;
-      }
-      return payload;
-    } finally {
-      clearTimeout(timer);
-    }
-  }
-
-  function isOutage(error) { return error.status === undefined || error.status >= 500; }
-
-  function newId() {
-    const bytes = new Uint8Array(16);
-    crypto.getRandomValues(bytes);
-    return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
-  }
 
   // ---- geometry ----------------------------------------------------------------------------
 
@@ -151,18 +116,7 @@
 
   function prefetch() {
     session.queue.forEach(imageEntry);
-    const wanted = new Set(session.queue.map((p) => p.image_id));
-    for (const id of images.keys()) {
-      if (images.size <= IMAGE_CACHE) break;
-      if (!wanted.has(id)) images.delete(id);
-    }
-  }
-
-  function sizeCanvas(canvas, cssWidth, cssHeight) {
-    canvas.style.width = `${cssWidth}px`;
-    canvas.style.height = `${cssHeight}px`;
-    canvas.width = Math.round(cssWidth * dpr());
-    canvas.height = Math.round(cssHeight * dpr());
+    window.Pointsup.pruneImages(images, session.queue, IMAGE_CACHE);
   }
 
   // The whole photo, as large as the window allows below the question and above the buttons.
@@ -697,10 +651,7 @@
   function saveOutbox() {
     const stored = session.outbox.map(({ id, path, body, kind, attempted, image }) => (
       { id, path, body, kind, attempted, photo: kind === "finish" ? image : null }));
-    try {
-      if (stored.length) localStorage.setItem(outboxKey(), JSON.stringify(stored));
-      else localStorage.removeItem(outboxKey());
-    } catch (ignored) { /* storage full or disabled: the outbox stays in memory */ }
+    window.Pointsup.storeOutbox(outboxKey(), stored);
     saveView();
     updatePending();
   }
@@ -791,10 +742,6 @@
     setOnline(true);
     say(count > 1 ? `${count} boxes or photos not saved (${error.message})` : `not saved (${error.message})`);
     if (error.payload && error.payload.state) sync(error.payload.state); else resync();
-  }
-
-  async function drained() {
-    while (session.outbox.length || session.pumping) await sleep(20);
   }
 
   async function resync() {
@@ -907,8 +854,6 @@
 
   // ---- keys and buttons --------------------------------------------------------------------
 
-  function toggleHelp(open) { $("help").hidden = !(open === undefined ? $("help").hidden : open); }
-
   function setBoxesHidden(hidden) {
     if (session.hideBoxes === hidden) return;
     session.hideBoxes = hidden;
@@ -980,22 +925,9 @@
     Object.assign(session, {
       annotator: null, queue: [], outbox: [], summary: null, clicks: [], pending: null, shown: null, categories: [], category: null,
     });
-    localStorage.removeItem(NAME_KEY);
-    const url = new URL(window.location.href);
-    url.searchParams.delete("annotator");
-    history.replaceState(null, "", url);
+    window.Pointsup.forgetName();
     for (const id of ["boxing", "done", "switch-annotator"]) $(id).hidden = true;
-    $("who").textContent = "";
-    $("counter").textContent = "";
-    say("");
-    $("name-input").value = "";
-    $("login").hidden = false;
-    setState("login");
-    $("name-input").focus();
-  }
-
-  function onButton(id, action) {
-    $(id).addEventListener("click", (event) => { $(id).blur(); action(event); });
+    window.Pointsup.showLogin();
   }
 
   function init() {
@@ -1025,25 +957,7 @@
     hide.addEventListener("pointerdown", () => setBoxesHidden(true));
     for (const type of ["pointerup", "pointerleave", "pointercancel"]) hide.addEventListener(type, () => setBoxesHidden(false));
     $("switch-annotator").addEventListener("click", switchAnnotator);
-    $("login-form").addEventListener("submit", (event) => {
-      event.preventDefault();
-      const name = $("name-input").value.trim();
-      if (!name) return;
-      localStorage.setItem(NAME_KEY, name);
-      const url = new URL(window.location.href);
-      url.searchParams.set("annotator", name);
-      history.replaceState(null, "", url);
-      start(name);
-    });
-    document.body.dataset.connection = "online";
-    const name = new URLSearchParams(window.location.search).get("annotator") || localStorage.getItem(NAME_KEY);
-    if (name && name.trim()) {
-      start(name.trim());
-    } else {
-      $("login").hidden = false;
-      setState("login");
-      $("name-input").focus();
-    }
+    window.Pointsup.login(start);
   }
 
   init();
