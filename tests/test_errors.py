@@ -15,12 +15,17 @@ from pointsup.errors import CommandError, PointsupError
 
 PACKAGE_DIR = Path(pointsup.__file__).parent
 #: exceptions that never reach a user: they are answered inside the labelling server
-INTERNAL_ERRORS = {"pointsup.annotator.api.ApiError", "pointsup.annotator.store.AnswerConflict"}
+INTERNAL_ERRORS = {
+    "pointsup.annotator.api.ApiError",
+    "pointsup.annotator.store.AnswerConflict",
+    "pointsup.annotator.box_store.BoxConflict",
+}
 
 
 def all_modules() -> list[str]:
-    return sorted(info.name for info in pkgutil.walk_packages([str(PACKAGE_DIR)], prefix="pointsup.")
-                  if not info.name.endswith("__main__"))
+    return sorted(
+        info.name for info in pkgutil.walk_packages([str(PACKAGE_DIR)], prefix="pointsup.") if not info.name.endswith("__main__")
+    )
 
 
 def test_every_error_class_is_a_pointsup_error() -> None:

@@ -91,7 +91,7 @@ class ImageFolderError(PointsupError):
     """The images folder lacks a file the dataset names, or a file's size cannot be read."""
 
 
-class UnreadableImage(Exception):
+class UnreadableImage(PointsupError):
     """A file that does not open as an image (the message says why)."""
 
 

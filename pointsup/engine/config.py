@@ -360,12 +360,22 @@ def _legacy_places(name: str, value: Any) -> tuple[str, ...] | None:
     return places
 
 
+#: The old keys whose ``null`` meant "the head's own value": it becomes each new field's default.
+#: Any other old ``null`` is passed on, so that a new field that takes no null rejects it (as the
+#: old loader did).
+LEGACY_NULL_IS_DEFAULT = frozenset({"subdivision_steps"})
+
+
 def _legacy_value(schema: type, path: Sequence[str], value: Any) -> Any:
-    """``value`` for the field at ``path`` of ``schema``: an old ``null`` becomes the field's
-    default when the new field takes no null."""
+    """``value`` for the field at ``path`` of ``schema``: an old ``null`` of a key of
+    :data:`LEGACY_NULL_IS_DEFAULT` becomes the field's default when the new field takes no null."""
     for name in path[:-1]:
         schema = _field_types(schema)[name]
-    if value is not None or type(None) in typing.get_args(_field_types(schema)[path[-1]]):
+    if (
+        value is not None
+        or path[-1] not in LEGACY_NULL_IS_DEFAULT
+        or type(None) in typing.get_args(_field_types(schema)[path[-1]])
+    ):
         return value
     (found,) = [f for f in dataclasses.fields(schema) if f.name == path[-1]]
     return found.default_factory() if found.default_factory is not dataclasses.MISSING else found.default

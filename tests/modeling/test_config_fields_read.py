@@ -6,13 +6,15 @@ the code reads it as an attribute (or with ``getattr`` and a literal name) of an
 type is known to be the field's section. Types are known from
 
 * parameter annotations naming a section class (``config: MaskHeadConfig``, ``X | None`` too) and
-  the section classes' constructors (``PointRendConfig()``);
+  a section's constructor as a parameter's default (``PointRendConfig() if s is None else s``);
+  anywhere else a constructor gives no type: ``RPNConfig().anchor_sizes`` reads a default, not
+  a setting;
 * attribute chains from a typed expression (``config.model.mask_head.pointrend`` with
   ``config: Config``), through local names assigned from them (``section = config.pointrend``,
   also in ``a if c else b`` and ``a or b``);
 * ``self.x`` where a method assigned ``self.x`` from such an expression (``self.boxinst = boxinst``).
 
-A bare ``.name`` on an expression of unknown type does not count, so a common name cannot hide an
+Only reads count: assigning or deleting ``config.name`` reads nothing. A bare ``.name`` on an expression of unknown type does not count, so a common name cannot hide an
 unread field. Reads inside the modules that define the schema (its validation) do not count
 either. A field read only through a route this analysis does not follow (a dict of fields, an
 untyped parameter) fails the test: annotate the parameter with its section.
@@ -86,6 +88,30 @@ class ReadFinder:
         hint = typing.get_type_hints(section)[name]
         return hint if dataclasses.is_dataclass(hint) else None
 
+    def default_section(self, node: ast.IfExp, env: dict[str, type], attributes: dict[str, type]) -> type | None:
+        """The section of ``X() if s is None else s`` (a parameter's default instance), else None.
+
+        Only there does a constructor call give a type: a field read from a default instance
+        elsewhere (``RPNConfig().anchor_sizes``) reads no setting, so it must not count."""
+        test, body = node.test, node.body
+        if not (
+            isinstance(test, ast.Compare)
+            and len(test.ops) == 1
+            and isinstance(test.ops[0], ast.Is)
+            and isinstance(test.comparators[0], ast.Constant)
+            and test.comparators[0].value is None
+            and isinstance(test.left, ast.Name)
+            and isinstance(node.orelse, ast.Name)
+            and node.orelse.id == test.left.id
+        ):
+            return None
+        if not (isinstance(body, ast.Call) and isinstance(body.func, ast.Name) and not body.args and not body.keywords):
+            return None
+        section = self.sections.get(body.func.id)
+        if section is None:
+            return None
+        return self.type_of(node.orelse, env, attributes) or section
+
     def type_of(self, node: ast.AST, env: dict[str, type], attributes: dict[str, type]) -> type | None:
         """The section class ``node`` evaluates to (None: unknown), recording the fields it reads."""
         if isinstance(node, ast.Name):
@@ -102,15 +128,19 @@ class ReadFinder:
                 if owner is not None and isinstance(name, ast.Constant) and isinstance(name.value, str):
                     return self.field_type(owner, name.value)
                 return None
-            return self.sections.get(func.id) if isinstance(func, ast.Name) else None
+            return None  # a section's constructor only counts in the default pattern (below)
         if isinstance(node, ast.IfExp):
+            default = self.default_section(node, env, attributes)
+            if default is not None:
+                return default
             return self.type_of(node.body, env, attributes) or self.type_of(node.orelse, env, attributes)
         if isinstance(node, ast.BoolOp):
             return next((t for t in (self.type_of(v, env, attributes) for v in node.values) if t is not None), None)
         return None
 
-    def visit_statements(self, body: list[ast.stmt], env: dict[str, type], attributes: dict[str, type],
-                         assigned: dict[str, type] | None = None) -> None:
+    def visit_statements(
+        self, body: list[ast.stmt], env: dict[str, type], attributes: dict[str, type], assigned: dict[str, type] | None = None
+    ) -> None:
         for statement in body:
             if isinstance(statement, (ast.FunctionDef, ast.AsyncFunctionDef)):
                 self.visit_function(statement, dict(env), attributes, assigned)
@@ -119,8 +149,8 @@ class ReadFinder:
                 self.visit_class(statement)
                 continue
             for node in ast.walk(statement):  # every expression of this statement (nested bodies too)
-                if isinstance(node, (ast.Attribute, ast.Call)):
-                    self.type_of(node, env, attributes)
+                if isinstance(node, ast.Call) or (isinstance(node, ast.Attribute) and isinstance(node.ctx, ast.Load)):
+                    self.type_of(node, env, attributes)  # only reads: ``x.a = ...`` and ``del x.a`` read no ``a``
             if isinstance(statement, (ast.Assign, ast.AnnAssign)):
                 targets = statement.targets if isinstance(statement, ast.Assign) else [statement.target]
                 value = self.type_of(statement.value, env, attributes) if statement.value is not None else None
@@ -129,18 +159,29 @@ class ReadFinder:
                 for target in targets:
                     if isinstance(target, ast.Name) and value is not None:
                         env[target.id] = value
-                    elif (isinstance(target, ast.Attribute) and isinstance(target.value, ast.Name)
-                          and target.value.id == "self" and value is not None and assigned is not None):
+                    elif (
+                        isinstance(target, ast.Attribute)
+                        and isinstance(target.value, ast.Name)
+                        and target.value.id == "self"
+                        and value is not None
+                        and assigned is not None
+                    ):
                         assigned[target.attr] = value
             for field in ("body", "orelse", "finalbody", "handlers"):
                 nested = getattr(statement, field, None)
                 if isinstance(nested, list) and nested and isinstance(nested[0], (ast.stmt, ast.ExceptHandler)):
                     for part in nested:
-                        self.visit_statements(part.body if isinstance(part, ast.ExceptHandler) else [part], env, attributes,
-                                              assigned)
+                        self.visit_statements(
+                            part.body if isinstance(part, ast.ExceptHandler) else [part], env, attributes, assigned
+                        )
 
-    def visit_function(self, function: ast.FunctionDef | ast.AsyncFunctionDef, env: dict[str, type],
-                       attributes: dict[str, type], assigned: dict[str, type] | None) -> None:
+    def visit_function(
+        self,
+        function: ast.FunctionDef | ast.AsyncFunctionDef,
+        env: dict[str, type],
+        attributes: dict[str, type],
+        assigned: dict[str, type] | None,
+    ) -> None:
         arguments = function.args
         for argument in [*arguments.posonlyargs, *arguments.args, *arguments.kwonlyargs]:
             section = self.section_of_annotation(argument.annotation)
@@ -204,7 +245,7 @@ class Outer:
 
 
 def test_the_rule_counts_typed_reads_only() -> None:
-    source = '''
+    source = """
 def build(outer: Outer, other) -> None:
     section = outer.inner
     use(section.name, other.unused, other.hidden)
@@ -216,9 +257,18 @@ class Holder:
 
     def later(self):
         return self.settings.via_self + (self.settings.inner.size if x else 0)
-'''
+
+def writes_only(outer: Outer) -> None:
+    outer.unused = 1  # written, not read
+    del outer.inner.hidden
+    DEFAULT = Outer().unused + Inner().hidden  # a default instance's value reads no setting
+    fallback = Outer() if flag else untyped  # not the default pattern: no type from the constructor
+    fallback.unused
+"""
     finder = ReadFinder({"Inner": Inner, "Outer": Outer})
     finder.visit_source(source)
     assert finder.reads == {(Outer, "inner"), (Inner, "name"), (Outer, "flag"), (Outer, "via_self"), (Inner, "size")}
-    assert {(k.__name__, n) for k, n in leaf_fields(Outer) if (k, n) not in finder.reads} == {("Outer", "unused"),
-                                                                                                ("Inner", "hidden")}
+    assert {(k.__name__, n) for k, n in leaf_fields(Outer) if (k, n) not in finder.reads} == {
+        ("Outer", "unused"),
+        ("Inner", "hidden"),
+    }

@@ -15,7 +15,7 @@ from pointsup.modeling.backbone import FEATURE_NAMES, FEATURE_STRIDES
 from pointsup.modeling.build import build_model
 from pointsup.modeling.detector import total_loss
 from pointsup.modeling.losses import roi_mask_loss, roi_point_loss, select_class_channel
-from pointsup.modeling.mask_heads import MASK_HEADS
+from pointsup.modeling.mask_heads import MASK_HEADS, mask_head_class, register_mask_head
 from pointsup.modeling.mask_heads.base import RoIMaskHead, Supervision
 from pointsup.modeling.mask_heads.config import MaskHeadConfig
 from pointsup.modeling.poolers import AlignedMultiScaleRoIAlign
@@ -34,8 +34,11 @@ class ToyMaskHead(RoIMaskHead):
     @classmethod
     def from_config(cls, config: MaskHeadConfig, num_classes: int, supervision: Supervision, in_channels: int) -> ToyMaskHead:
         outputs = 1 if config.class_agnostic else num_classes
-        return cls(AlignedMultiScaleRoIAlign(FEATURE_NAMES, FEATURE_STRIDES, output_size=7), nn.Conv2d(in_channels, outputs, 1),
-                   supervision)
+        return cls(
+            AlignedMultiScaleRoIAlign(FEATURE_NAMES, FEATURE_STRIDES, output_size=7),
+            nn.Conv2d(in_channels, outputs, 1),
+            supervision,
+        )
 
     def losses(self, features: dict[str, Tensor], targets: RoIMaskTargets) -> dict[str, Tensor]:
         logits = self.predictor(self.pooler(features, targets.boxes_per_image()))
@@ -55,9 +58,9 @@ class ToyMaskHead(RoIMaskHead):
 
 @pytest.fixture()
 def toy_registered() -> Iterator[None]:
-    MASK_HEADS["toy"] = ToyMaskHead  # the one line a new head adds to the registry
+    register_mask_head("toy", ToyMaskHead)  # the one line a new head adds to the registry
     yield
-    del MASK_HEADS["toy"]
+    MASK_HEADS.pop("toy", None)
 
 
 def tiny_overrides() -> list[str]:
@@ -92,8 +95,55 @@ def test_an_unregistered_head_is_refused_with_the_registered_names(toy_registere
     assert load_config(None, ["model.mask_head.name=toy"]).model.mask_head.name == "toy"
     del MASK_HEADS["toy"]
     try:
-        with pytest.raises(ConfigError, match=r"'model.mask_head.name' must be one of 'maskrcnn', 'pointrend', "
-                                              r"'implicit_pointrend', not 'toy'"):
+        with pytest.raises(
+            ConfigError,
+            match=r"'model.mask_head.name' must be one of 'maskrcnn', 'pointrend', "
+            r"'implicit_pointrend', not 'toy'",
+        ):
             load_config(None, ["model.mask_head.name=toy"])
     finally:
-        MASK_HEADS["toy"] = ToyMaskHead  # the fixture removes it
+        register_mask_head("toy", ToyMaskHead)  # the fixture removes it
+
+
+def test_a_name_is_registered_once_unless_replaced(toy_registered: None) -> None:
+    with pytest.raises(ValueError, match=r"a mask head named 'toy' is registered already .*replace=True"):
+        register_mask_head("toy", ToyMaskHead)
+    with pytest.raises(ValueError, match=r"a mask head named 'maskrcnn' is registered already"):
+        register_mask_head("maskrcnn", ToyMaskHead)
+    assert mask_head_class("maskrcnn").__name__ == "MaskRCNNMaskHead"  # untouched
+    register_mask_head("toy", "tests.modeling.test_toy_mask_head:ToyMaskHead", replace=True)
+    assert mask_head_class("toy").__name__ == "ToyMaskHead"  # imported on use (pytest may name the module apart)
+
+
+class NotAHead(nn.Module):
+    pass
+
+
+@pytest.mark.parametrize(
+    ("entry", "message"),
+    [
+        (
+            "tests.modeling.no_such_module:ToyMaskHead",
+            r"mask head 'toy': cannot import its entry 'tests\.modeling\.no_such_module:ToyMaskHead'",
+        ),
+        ("tests.modeling.test_toy_mask_head:NoSuchHead", r"mask head 'toy': cannot import its entry '.*:NoSuchHead'"),
+        (
+            "tests.modeling.test_toy_mask_head:NotAHead",
+            r"mask head 'toy': its entry '.*:NotAHead' is not a subclass of RoIMaskHead",
+        ),
+        (NotAHead, r"mask head 'toy': its entry .*NotAHead.* is not a subclass of RoIMaskHead"),
+        ("tests.modeling.test_toy_mask_head:sample", r"is not a subclass of RoIMaskHead"),  # a function
+    ],
+)
+def test_a_bad_entry_is_refused_naming_it(toy_registered: None, entry: object, message: str) -> None:
+    register_mask_head("toy", entry, replace=True)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match=message):
+        mask_head_class("toy")
+    with pytest.raises(ValueError, match=message):
+        build_model(load_config(None, [*tiny_overrides(), "model.mask_head.name=toy"]).model, 3, "points")
+
+
+def test_an_entry_string_must_name_module_and_class() -> None:
+    with pytest.raises(ValueError, match=r"entry 'tests.modeling.test_toy_mask_head' is not of the form 'module:Class'"):
+        register_mask_head("toy", "tests.modeling.test_toy_mask_head")
+    assert "toy" not in MASK_HEADS
