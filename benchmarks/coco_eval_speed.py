@@ -373,6 +373,22 @@ def max_difference(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.max(np.abs(a[keep] - b[keep]), initial=0.0))
 
 
+def add_timings(row: dict[str, Any], times: dict[str, dict[str, list[float]]]) -> dict[str, Any]:
+    """``row`` with each library's load and eval times (min, median, all) and the two speed-ups
+    (eval alone on the minima; load + eval on the best repeat)."""
+    for lib in LIBRARIES:
+        for part in ("load", "eval"):
+            row[f"{lib}_{part}_s"] = {
+                "min": min(times[lib][part]),
+                "median": statistics.median(times[lib][part]),
+                "all": times[lib][part],
+            }
+    row["eval_speedup"] = row["pycocotools_eval_s"]["min"] / row["faster_coco_eval_eval_s"]["min"]
+    total = {lib: min(a + b for a, b in zip(times[lib]["load"], times[lib]["eval"])) for lib in LIBRARIES}
+    row["total_speedup"] = total["pycocotools"] / total["faster_coco_eval"]
+    return row
+
+
 def measure(name: str, gt_path: Path, results_path: Path, iou_type: str, repeats: int) -> dict[str, Any]:
     """Both libraries on one results file, alternating their order over the repeats."""
     times: dict[str, dict[str, list[float]]] = {lib: {"load": [], "eval": []} for lib in LIBRARIES}
@@ -392,17 +408,7 @@ def measure(name: str, gt_path: Path, results_path: Path, iou_type: str, repeats
         "max_category_ap_difference": max_difference(per_category_ap(reference), per_category_ap(faster)),
         "max_precision_difference": max_difference(reference.eval["precision"], faster.eval["precision"]),
     }
-    for lib in LIBRARIES:
-        for part in ("load", "eval"):
-            row[f"{lib}_{part}_s"] = {
-                "min": min(times[lib][part]),
-                "median": statistics.median(times[lib][part]),
-                "all": times[lib][part],
-            }
-    row["eval_speedup"] = row["pycocotools_eval_s"]["min"] / row["faster_coco_eval_eval_s"]["min"]
-    total = {lib: min(a + b for a, b in zip(times[lib]["load"], times[lib]["eval"])) for lib in LIBRARIES}
-    row["total_speedup"] = total["pycocotools"] / total["faster_coco_eval"]
-    return row
+    return add_timings(row, times)
 
 
 def measure_pointsup(name: str, gt_path: Path, results: list[dict[str, Any]], iou_type: str, repeats: int) -> dict[str, Any]:
@@ -449,17 +455,7 @@ def measure_pointsup(name: str, gt_path: Path, results: list[dict[str, Any]], io
             np.array([faster["per_category"].get(n, math.nan) for n in names]) / 100,
         ),
     }
-    for lib in LIBRARIES:
-        for part in ("load", "eval"):
-            row[f"{lib}_{part}_s"] = {
-                "min": min(times[lib][part]),
-                "median": statistics.median(times[lib][part]),
-                "all": times[lib][part],
-            }
-    row["eval_speedup"] = row["pycocotools_eval_s"]["min"] / row["faster_coco_eval_eval_s"]["min"]
-    total = {lib: min(a + b for a, b in zip(times[lib]["load"], times[lib]["eval"])) for lib in LIBRARIES}
-    row["total_speedup"] = total["pycocotools"] / total["faster_coco_eval"]
-    return row
+    return add_timings(row, times)
 
 
 def prepare(name: str, folder: Path, images: int, seed: int) -> tuple[Path, list[dict[str, Any]], dict[str, int]] | None:
