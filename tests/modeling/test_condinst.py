@@ -162,6 +162,25 @@ def test_losses_are_finite_and_reach_the_controller(supervision):
     assert int(model.iteration) == 1
 
 
+def test_points_with_the_outside_box_term_push_cells_outside_the_box_to_background():
+    torch.manual_seed(0)
+    plain = tiny_condinst("points").train()
+    model = tiny_condinst("points", {"condinst.outside_box_weight": 2.0}).train()
+    model.load_state_dict(plain.state_dict())
+    batch = [sample(2)]
+    torch.manual_seed(1)
+    without = plain(batch)
+    torch.manual_seed(1)
+    outputs = model(batch)
+    assert "loss_mask_outside_box" not in without
+    assert torch.equal(outputs["loss_mask_point"], without["loss_mask_point"])  # the point term is unchanged
+    term = outputs["loss_mask_outside_box"]
+    assert torch.isfinite(term) and term.item() > 0
+    model.zero_grad()
+    term.backward()
+    assert model.head.controller.weight.grad.abs().sum() > 0
+
+
 @pytest.mark.parametrize("negative_slope", [0.0, 0.1])
 def test_a_collapsed_relu_head_is_reported_once(negative_slope, caplog):
     torch.manual_seed(0)

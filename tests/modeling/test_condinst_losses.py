@@ -14,6 +14,7 @@ from pointsup.modeling.condinst.losses import (
     box_masks_on_grid,
     dice_loss,
     image_point_loss,
+    outside_box_loss,
     pairwise_loss,
     pairwise_warmup_factor,
     projection_loss,
@@ -316,6 +317,29 @@ def test_pairwise_loss_gradient_reaches_the_logits_and_passes_gradcheck() -> Non
                                     fast_mode=True)
 
 
+@settings(max_examples=25, deadline=None)
+@given(seed=st.integers(0, 2**16), x0=st.integers(0, 40), y0=st.integers(0, 30), w=st.integers(1, 24), h=st.integers(1, 24))
+def test_outside_box_loss_is_the_mean_background_bce_of_the_cells_outside(seed, x0, y0, w, h) -> None:
+    generator = torch.Generator().manual_seed(seed)
+    logits = torch.randn((2, 12, 16), generator=generator, dtype=torch.float64, requires_grad=True)
+    boxes = torch.tensor([[x0, y0, x0 + w, y0 + h], [4.0, 4.0, 60.0, 44.0]], dtype=torch.float64)
+    inside = box_masks_on_grid(boxes, 48, 64, 4)
+    loss = outside_box_loss(logits, inside)
+    outside_logits = logits[inside == 0]
+    expected = torch.log1p(torch.exp(outside_logits)).mean() if outside_logits.numel() else torch.zeros((), dtype=logits.dtype)
+    torch.testing.assert_close(loss, expected)
+    loss.backward()
+    assert logits.grad is not None
+    assert torch.all(logits.grad[inside == 1] == 0)  # the box's inside is left to the points
+    assert torch.all(logits.grad[inside == 0] > 0)  # every outside cell is pushed towards background
+
+
+def test_outside_box_loss_is_zero_when_every_box_covers_the_map() -> None:
+    logits = torch.randn((3, 4, 5), requires_grad=True)
+    loss = outside_box_loss(logits, torch.ones((3, 4, 5)))
+    assert loss.item() == 0.0 and loss.requires_grad
+
+
 def test_every_loss_of_no_instances_is_a_zero_with_a_graph() -> None:
     logits = torch.randn((0, 5, 6), requires_grad=True)
     boxes = torch.zeros((0, 5, 6))
@@ -324,6 +348,7 @@ def test_every_loss_of_no_instances_is_a_zero_with_a_graph() -> None:
         projection_loss(logits.sigmoid(), boxes).sum(),
         pairwise_loss(logits, torch.zeros((0, 8, 5, 6)), boxes),
         image_point_loss(logits, 4, torch.zeros((0, 3, 2)), torch.zeros((0, 3))).loss,
+        outside_box_loss(logits, boxes),
     ]
     for loss in losses:
         assert loss.shape == () and loss.item() == 0.0 and loss.requires_grad

@@ -106,6 +106,12 @@ class CondInstConfig:
     max_proposals: int = 500
     #: Side of the box-relative grid the image-level masks are cut to at inference.
     mask_resolution: int = 112
+    #: With ``supervision: points``, the weight of a background term on every mask cell outside
+    #: the instance's box (a P10 annotation is a box plus points: outside the box is known
+    #: background). 0 supervises the annotated points alone, as the RoI heads do. The CPU recipes
+    #: use 1.0: the points alone let the dynamic head collapse to a constant mask
+    #: (docs/results_pretrained.md).
+    outside_box_weight: float = 0.0
 
     def problems(self) -> list[tuple[str, str]]:
         problems = [
@@ -120,4 +126,6 @@ class CondInstConfig:
         ]
         if self.max_proposals < 1 or self.mask_resolution < 1:
             problems.append(("max_proposals", "must be positive (and mask_resolution too)"))
+        if self.outside_box_weight < 0:
+            problems.append(("outside_box_weight", "must not be negative"))
         return problems

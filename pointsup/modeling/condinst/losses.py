@@ -2,7 +2,8 @@
 
 CondInst (Tian et al., ECCV 2020) predicts one mask per instance over the whole padded input image
 at output stride s (4). It trains with the dice loss against full masks; with point annotations
-the logits are sampled at the points instead (:func:`image_point_loss`). BoxInst (Tian et al.,
+the logits are sampled at the points instead (:func:`image_point_loss`), and the cells outside
+the annotated box are background (:func:`outside_box_loss`). BoxInst (Tian et al.,
 CVPR 2021) trains from boxes alone with a projection term (:func:`projection_loss`) and a
 colour-gated pairwise term (:func:`pairwise_loss`); the colour affinities come from
 :mod:`pointsup.modeling.condinst.color`.
@@ -101,6 +102,25 @@ def box_masks_on_grid(boxes: Tensor, height: int, width: int, stride: int) -> Te
     inside_x = (xs[None] >= x0[:, None]) & (xs[None] < x1[:, None])  # (N, W)
     inside_y = (ys[None] >= y0[:, None]) & (ys[None] < y1[:, None])  # (N, H)
     return (inside_y[:, :, None] & inside_x[:, None, :]).to(dtype)
+
+
+def outside_box_loss(mask_logits: Tensor, box_masks: Tensor) -> Tensor:
+    """Binary cross-entropy towards background on the cells outside each instance's box.
+
+    A P10 annotation is a box plus points inside it, so every cell outside the box is known to be
+    background; CondInst's image-level masks can use that, where RoI heads never see it.
+
+    Args:
+        mask_logits: (N, H, W) mask logits on the stride-s grid.
+        box_masks: (N, H, W) box masks on the same grid (:func:`box_masks_on_grid`): 1 inside.
+
+    Returns:
+        Scalar mean binary cross-entropy (target 0) over the outside cells of all instances; a zero
+        attached to the graph when there are none (or N == 0).
+    """
+    outside = 1.0 - box_masks.to(mask_logits.dtype)
+    bce = F.binary_cross_entropy_with_logits(mask_logits, torch.zeros_like(mask_logits), reduction="none")
+    return (bce * outside).sum() / outside.sum().clamp(min=1.0)
 
 
 def projection_loss(mask_probs: Tensor, box_masks: Tensor) -> Tensor:

@@ -7,7 +7,8 @@ over the whole (padded) image at stride 4, and are supervised there:
 
 * ``masks``: dice loss against the ground-truth mask, area-averaged onto the stride-4 grid;
 * ``points``: binary cross-entropy at the annotated points, read bilinearly from the stride-4
-  logits; nothing outside the annotated points (so nothing outside the box) is supervised;
+  logits, plus (``outside_box_weight`` > 0) binary cross-entropy towards background on the cells
+  outside the annotated box;
 * ``boxes`` (BoxInst): the projection loss against the box, plus the pairwise loss between
   neighbouring cells of similar colour inside the box, warmed up over the first iterations.
 
@@ -37,6 +38,7 @@ from pointsup.modeling.condinst.losses import (
     box_masks_on_grid,
     dice_loss,
     image_point_loss,
+    outside_box_loss,
     pairwise_loss,
     pairwise_warmup_factor,
     projection_loss,
@@ -93,6 +95,8 @@ class CondInst(Detector):
             (chosen at random when there are more).
         boxinst: BoxInst's pairwise settings (``boxes`` supervision).
         inference: post-processing settings.
+        outside_box_weight: with ``points`` supervision, the weight of the background term on
+            the cells outside each instance's box (0: the points alone).
         pixel_mean, pixel_std, size_divisibility: as for :class:`Detector`.
     """
 
@@ -112,6 +116,7 @@ class CondInst(Detector):
         max_proposals: int,
         boxinst: BoxInstConfig,
         inference: InferenceSettings,
+        outside_box_weight: float = 0.0,
         size_divisibility: int = 32,
     ):
         super().__init__(pixel_mean, pixel_std, size_divisibility)
@@ -127,6 +132,7 @@ class CondInst(Detector):
         self.max_proposals = max_proposals
         self.boxinst = boxinst
         self.inference = inference
+        self.outside_box_weight = outside_box_weight
         #: training iterations seen (BoxInst's pairwise warmup); saved with the weights
         self.register_buffer("iteration", torch.zeros((), dtype=torch.int64))
         self.collapse_watch = CollapseWatch()
@@ -159,6 +165,7 @@ class CondInst(Detector):
             inference=InferenceSettings(
                 fcos.score_thresh, fcos.topk_candidates, fcos.nms_thresh, config.detections_per_image, section.mask_resolution
             ),
+            outside_box_weight=section.outside_box_weight,
         )
 
     @property
@@ -259,7 +266,18 @@ class CondInst(Detector):
     def _point_losses(self, targets: list[InstanceTargets], positives: _Positives, mask_logits: Tensor) -> dict[str, Tensor]:
         coords, labels = _positive_points(targets, positives)
         output = image_point_loss(mask_logits, self.mask_stride, coords, labels)
-        return {"loss_mask_point": output.loss, "point_accuracy": output.accuracy}
+        losses = {"loss_mask_point": output.loss, "point_accuracy": output.accuracy}
+        if self.outside_box_weight > 0:
+            losses["loss_mask_outside_box"] = self.outside_box_weight * outside_box_loss(
+                mask_logits, self._box_masks(targets, positives, mask_logits)
+            )
+        return losses
+
+    def _box_masks(self, targets: list[InstanceTargets], positives: _Positives, mask_logits: Tensor) -> Tensor:
+        """(N, h, w) masks of each positive's ground-truth box on the grid of the (N, h, w) logits."""
+        stride = self.mask_stride
+        boxes = torch.cat([t.boxes for t in targets])[_flat_index(targets, positives)]
+        return box_masks_on_grid(boxes, mask_logits.shape[-2] * stride, mask_logits.shape[-1] * stride, stride)
 
     def _dice_losses(self, targets: list[InstanceTargets], positives: _Positives, mask_logits: Tensor) -> dict[str, Tensor]:
         stride = self.mask_stride
@@ -285,8 +303,7 @@ class CondInst(Detector):
     ) -> dict[str, Tensor]:
         stride = self.mask_stride
         height, width = mask_logits.shape[-2] * stride, mask_logits.shape[-1] * stride
-        boxes = torch.cat([t.boxes for t in targets])[_flat_index(targets, positives)]
-        box_masks = box_masks_on_grid(boxes, height, width, stride)
+        box_masks = self._box_masks(targets, positives, mask_logits)
         probs = mask_logits.sigmoid()
         loss_projection = projection_loss(probs, box_masks).mean() if len(probs) else mask_logits.sum() * 0
         lab, valid = self._image_colours(samples, height, width)
