@@ -10,7 +10,7 @@ import torch
 
 from pointsup.modeling.mask_heads.config import ImplicitPointRendConfig, MaskHeadConfig
 from pointsup.modeling.mask_heads.convfc import ConvFCHead, FineFeatureSampler
-from pointsup.modeling.mask_heads.implicit_pointrend import ImplicitPointHead, ImplicitPointRendMaskHead
+from pointsup.modeling.mask_heads.implicit_pointrend import ImplicitPointHead, ImplicitPointRendMaskHead, Workspace
 from tests.conftest import golden_file
 from tests.modeling.head_golden import assert_fast_equals_straightforward, assert_golden_masks, golden_targets
 
@@ -97,6 +97,37 @@ def test_fast_inference_equals_the_straightforward_computation_with_many_classes
     head = build_head(12, "masks", in_channels=16, conv_dim=16, fc_dim=32, point_fc_dim=16)
     torch.nn.init.normal_(head.parameter_head.prediction.weight, std=0.05)  # untrained heads predict near-zero logits
     assert_fast_equals_straightforward(head)
+
+
+@pytest.mark.parametrize("positional_encoding", [True, False])
+def test_the_workspace_gives_the_same_bits_as_fresh_tensors(positional_encoding):
+    torch.manual_seed(0)
+    head = ImplicitPointHead(16, 1, hidden_dim=8, num_hidden=3, positional_encoding=positional_encoding)
+    rois = 5
+    layer_weights, biases = head.parse_parameters(torch.randn(rois, head.num_params))
+    weights = head.split_first_layer(layer_weights)
+    workspace = Workspace()
+    for points_per_roi in (49, 30, 49):  # buffers re-used, shrunk and grown across calls, as in subdivision
+        points, fine = torch.rand(rois, points_per_roi, 2), torch.randn(rois, 16, points_per_roi)
+        fresh = head.run_layers_fused(head.input_parts(fine, points), weights, biases)
+        reused = head.run_layers_fused(head.input_parts(fine, points, workspace), weights, biases, workspace)
+        assert torch.equal(reused, fresh)
+        assert torch.equal(fresh, head.run_layers_fused(head.input_parts(fine, points), weights, biases))
+        # and both are the reference arithmetic up to rounding
+        reference = head.run_layers(head.inputs(fine, points), layer_weights, biases)
+        torch.testing.assert_close(reused, reference, rtol=1e-5, atol=1e-4)
+
+
+def test_workspace_buffers_are_reused_until_a_larger_one_is_needed():
+    like = torch.zeros(1)
+    workspace = Workspace()
+    first = workspace.buffer("a", (4, 8), like)
+    smaller = workspace.buffer("a", (3, 5), like)
+    assert smaller.data_ptr() == first.data_ptr() and smaller.shape == (3, 5) and smaller.is_contiguous()
+    larger = workspace.buffer("a", (5, 8), like)
+    assert larger.shape == (5, 8) and larger.numel() == 40
+    assert workspace.buffer("b", (4, 8), like).data_ptr() != workspace.buffer("a", (4, 8), like).data_ptr()
+    assert workspace.buffer("a", (2, 2), like.double()).dtype == torch.float64
 
 
 def test_zero_rois_train_and_predict():

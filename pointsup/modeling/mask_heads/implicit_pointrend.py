@@ -12,8 +12,9 @@ a small MLP which maps a point's features and position to its mask logit.
 * Inference: adaptive subdivision 28 → 56 → 112 → 224, re-evaluating 784 points per step.
 
 Inference is fast without changing its result: only the predicted class's row of the last layer
-is predicted and evaluated, without concatenations, with fused bias and in-place ReLU, and
-p2 is sampled in channels-last layout (the reference evaluates all C classes at every step and upsamples
+is predicted and evaluated, without concatenations, with fused bias and in-place ReLU into
+buffers reused across subdivision steps (:class:`Workspace`), and p2 is sampled in channels-last
+layout (the reference evaluates all C classes at every step and upsamples
 all C channels, about 1.6 GB for 100 detections and 80 classes); ``fast_inference = False``
 runs the straightforward computation.
 """
@@ -40,6 +41,28 @@ if TYPE_CHECKING:
 
 #: Random Fourier features per coordinate pair (each gives a sine and a cosine channel).
 NUM_FOURIER_FEATURES = 128
+
+
+class Workspace:
+    """Scratch tensors reused across the point head's evaluations of one inference call.
+
+    Subdivision evaluates the point MLP once per step on (R, 256, P) activations, about 80 MB
+    each for 100 detections; allocating them afresh every time costs page faults that, on CPU,
+    take as long as the bias additions. A buffer is kept per name and re-allocated only when a
+    larger one, or another dtype or device, is asked for.
+    """
+
+    def __init__(self) -> None:
+        self._storage: dict[str, Tensor] = {}
+
+    def buffer(self, name: str, shape: tuple[int, ...], like: Tensor) -> Tensor:
+        """An uninitialised contiguous tensor of ``shape`` with ``like``'s dtype and device."""
+        numel = math.prod(shape)
+        storage = self._storage.get(name)
+        if storage is None or storage.numel() < numel or storage.dtype != like.dtype or storage.device != like.device:
+            storage = like.new_empty(numel)
+            self._storage[name] = storage
+        return storage[:numel].view(shape)
 
 
 class ImplicitPointHead(nn.Module):
@@ -89,18 +112,35 @@ class ImplicitPointHead(nn.Module):
     def last_layer_inputs(self) -> int:
         return self.layer_shapes[-1][1]
 
-    def encode_positions(self, points: Tensor) -> Tensor:
+    def encode_positions(self, points: Tensor, out: Tensor | None = None) -> Tensor:
         """(R, P, 2) box-relative ``(u, v)`` → (R, 256, P) ``[sin(2 pi l G), cos(2 pi l G)]`` with
-        ``l = 2 (u, v) - 1``."""
-        projected = (2 * points - 1) @ self.positional_encoding_gaussian_matrix.to(points.dtype)
-        projected = 2 * math.pi * projected
-        return torch.cat([torch.sin(projected), torch.cos(projected)], dim=2).permute(0, 2, 1)
+        ``l = 2 (u, v) - 1``.
 
-    def input_parts(self, fine_features: Tensor, points: Tensor) -> list[Tensor]:
-        """The MLP input's parts in order: (R, 256, P) encoding and/or (R, C_f, P) features."""
+        ``out``: an (R, P, 256) buffer of ``points``' dtype to write the encoding into (the same
+        values; the result is then its (R, 256, P) transposed view), so that repeated calls at
+        inference do not allocate.
+        """
+        gaussian = self.positional_encoding_gaussian_matrix.to(points.dtype)
+        if out is None:
+            projected = 2 * math.pi * ((2 * points - 1) @ gaussian)
+            return torch.cat([torch.sin(projected), torch.cos(projected)], dim=2).permute(0, 2, 1)
+        sines, cosines = out[..., :NUM_FOURIER_FEATURES], out[..., NUM_FOURIER_FEATURES:]
+        torch.matmul(2 * points - 1, gaussian, out=cosines)  # the projection, parked where the cosines go
+        cosines.mul_(2 * math.pi)
+        torch.sin(cosines, out=sines)
+        cosines.cos_()
+        return out.permute(0, 2, 1)
+
+    def input_parts(self, fine_features: Tensor, points: Tensor, workspace: Workspace | None = None) -> list[Tensor]:
+        """The MLP input's parts in order: (R, 256, P) encoding and/or (R, C_f, P) features
+        (the encoding written into ``workspace`` when one is given and the dtypes agree)."""
         parts = []
         if self.positional_encoding:
-            parts.append(self.encode_positions(points).to(fine_features.dtype))
+            if workspace is not None and points.dtype == fine_features.dtype:
+                buffer = workspace.buffer("encoding", (*points.shape[:2], 2 * NUM_FOURIER_FEATURES), points)
+                parts.append(self.encode_positions(points, out=buffer))
+            else:
+                parts.append(self.encode_positions(points).to(fine_features.dtype))
         if self.feature_channels:
             parts.append(fine_features)
         return parts
@@ -142,7 +182,9 @@ class ImplicitPointHead(nn.Module):
         return x
 
     @staticmethod
-    def run_layers_fused(parts: list[Tensor], weights: list[Tensor], biases: list[Tensor]) -> Tensor:
+    def run_layers_fused(
+        parts: list[Tensor], weights: list[Tensor], biases: list[Tensor], workspace: Workspace | None = None
+    ) -> Tensor:
         """:meth:`run_layers` on the input given in parts, with the first layer's weight given as
         the matching column blocks (nothing is concatenated), the bias fused into each batched
         product and in-place ReLU: the same values up to float rounding, faster on CPU.
@@ -152,13 +194,25 @@ class ImplicitPointHead(nn.Module):
             weights: the first layer's blocks (R, out_0, C_k), one per part, then the other
                 layers' (R, out_l, in_l).
             biases: (R, out_l, 1) per layer.
+            workspace: where the hidden layers' (R, out_l, P) activations are written, in two
+                buffers used in turn; None allocates them (as an ONNX trace needs). On CPU, fresh
+                buffers of this size cost about as much as the products' bias additions, in page
+                faults.
         """
         first, rest = weights[: len(parts)], weights[len(parts) :]
-        x = biases[0]
-        for part, block in zip(parts, first):
-            x = torch.baddbmm(x, block, part)
-        for weight, bias in zip(rest, biases[1:]):
-            x = torch.baddbmm(bias, weight, x.relu_())
+        points = parts[0].shape[2]
+
+        def hidden_buffer(layer: int, channels: int) -> Tensor | None:
+            if workspace is None:
+                return None
+            return workspace.buffer(f"hidden{layer % 2}", (parts[0].shape[0], channels, points), parts[0])
+
+        x = torch.baddbmm(biases[0], first[0], parts[0], out=hidden_buffer(0, first[0].shape[1]))
+        for part, block in zip(parts[1:], first[1:]):
+            x = x.baddbmm_(block, part) if workspace is not None else torch.baddbmm(x, block, part)
+        for layer, (weight, bias) in enumerate(zip(rest, biases[1:]), start=1):
+            is_last = layer == len(rest)
+            x = torch.baddbmm(bias, weight, x.relu_(), out=None if is_last else hidden_buffer(layer, weight.shape[1]))
         return x
 
     def split_first_layer(self, weights: list[Tensor]) -> list[Tensor]:
@@ -317,10 +371,12 @@ class ImplicitPointRendMaskHead(SubdivisionMaskHead):
         else:
             weights, biases = head.parse_parameters(self.parameter_head.prediction(hidden))
 
+        workspace = Workspace()
+
         def point_logits(points: Tensor) -> Tensor:
             fine = self.sampler(features, boxes, image_index, points)
             if self.fast_inference:
-                return head.run_layers_fused(head.input_parts(fine, points), weights, biases)
+                return head.run_layers_fused(head.input_parts(fine, points, workspace), weights, biases, workspace)
             return head.run_layers(head.inputs(fine, points), weights, biases)
 
         logits = subdivide(
