@@ -162,23 +162,24 @@ def test_losses_are_finite_and_reach_the_controller(supervision):
     assert int(model.iteration) == 1
 
 
-def test_points_with_the_outside_box_term_push_cells_outside_the_box_to_background():
+def test_points_add_the_weighted_outside_box_term_and_keep_the_point_term():
     torch.manual_seed(0)
-    plain = tiny_condinst("points").train()
-    model = tiny_condinst("points", {"condinst.outside_box_weight": 2.0}).train()
-    model.load_state_dict(plain.state_dict())
+    models = {weight: tiny_condinst("points", {"condinst.outside_box_weight": weight}).train() for weight in (0.0, 1.0, 2.0)}
+    for model in models.values():
+        model.load_state_dict(models[0.0].state_dict())
     batch = [sample(2)]
-    torch.manual_seed(1)
-    without = plain(batch)
-    torch.manual_seed(1)
-    outputs = model(batch)
-    assert "loss_mask_outside_box" not in without
-    assert torch.equal(outputs["loss_mask_point"], without["loss_mask_point"])  # the point term is unchanged
-    term = outputs["loss_mask_outside_box"]
+    outputs = {}
+    for weight, model in models.items():
+        torch.manual_seed(1)  # the same positives for every model
+        outputs[weight] = model(batch)
+    assert "loss_mask_outside_box" not in outputs[0.0]
+    for weight in (1.0, 2.0):  # the point term is unchanged
+        assert torch.equal(outputs[weight]["loss_mask_point"], outputs[0.0]["loss_mask_point"])
+    term = outputs[1.0]["loss_mask_outside_box"]
     assert torch.isfinite(term) and term.item() > 0
-    model.zero_grad()
+    torch.testing.assert_close(outputs[2.0]["loss_mask_outside_box"], 2 * term)  # the weight scales it
     term.backward()
-    assert model.head.controller.weight.grad.abs().sum() > 0
+    assert models[1.0].head.controller.weight.grad.abs().sum() > 0
 
 
 @pytest.mark.parametrize("negative_slope", [0.0, 0.1])

@@ -108,9 +108,8 @@ class CondInstConfig:
     mask_resolution: int = 112
     #: With ``supervision: points``, the weight of a background term on every mask cell outside
     #: the instance's box (a P10 annotation is a box plus points: outside the box is known
-    #: background). 0 supervises the annotated points alone, as the RoI heads do. The CPU recipes
-    #: use 1.0: the points alone let the dynamic head collapse to a constant mask
-    #: (docs/results_pretrained.md).
+    #: background; docs/design.md, CondInst). 0 supervises the annotated points alone, as the
+    #: paper and the RoI heads do; the Lite0 CPU recipes use 1.0.
     outside_box_weight: float = 0.0
 
     def problems(self) -> list[tuple[str, str]]:

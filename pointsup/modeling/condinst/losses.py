@@ -107,19 +107,22 @@ def box_masks_on_grid(boxes: Tensor, height: int, width: int, stride: int) -> Te
 def outside_box_loss(mask_logits: Tensor, box_masks: Tensor) -> Tensor:
     """Binary cross-entropy towards background on the cells outside each instance's box.
 
-    A P10 annotation is a box plus points inside it, so every cell outside the box is known to be
-    background; CondInst's image-level masks can use that, where RoI heads never see it.
+    Why: docs/design.md, CondInst, "Points". Cells of the padding count as outside (no object
+    reaches there). A cell is inside when the pixel :func:`box_masks_on_grid` samples is, half a
+    pixel from the cell centre at which :func:`image_point_loss` reads a point: at a box's right
+    or bottom edge one cell can be "outside" yet carry an object point's logit.
 
     Args:
         mask_logits: (N, H, W) mask logits on the stride-s grid.
         box_masks: (N, H, W) box masks on the same grid (:func:`box_masks_on_grid`): 1 inside.
 
     Returns:
-        Scalar mean binary cross-entropy (target 0) over the outside cells of all instances; a zero
-        attached to the graph when there are none (or N == 0).
+        Scalar mean binary cross-entropy (target 0, computed in float32) over the outside cells of
+        all instances; a zero attached to the graph when there are none (or N == 0).
     """
-    outside = 1.0 - box_masks.to(mask_logits.dtype)
-    bce = F.binary_cross_entropy_with_logits(mask_logits, torch.zeros_like(mask_logits), reduction="none")
+    logits = mask_logits.float()
+    outside = 1.0 - box_masks.float()
+    bce = F.binary_cross_entropy_with_logits(logits, torch.zeros_like(logits), reduction="none")
     return (bce * outside).sum() / outside.sum().clamp(min=1.0)
 
 

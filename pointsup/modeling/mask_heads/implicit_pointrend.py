@@ -195,24 +195,27 @@ class ImplicitPointHead(nn.Module):
                 layers' (R, out_l, in_l).
             biases: (R, out_l, 1) per layer.
             workspace: where the hidden layers' (R, out_l, P) activations are written, in two
-                buffers used in turn; None allocates them (as an ONNX trace needs). On CPU, fresh
-                buffers of this size cost about as much as the products' bias additions, in page
-                faults.
+                buffers used in turn; None allocates them (as an ONNX trace, autograd and
+                autocast need: ``out=`` and in-place products support none of them). On CPU,
+                fresh buffers of this size cost about as much as the products' bias additions,
+                in page faults.
         """
         first, rest = weights[: len(parts)], weights[len(parts) :]
-        points = parts[0].shape[2]
+        num_rois, num_points = parts[0].shape[0], parts[0].shape[2]
+        last_layer = len(rest)
 
-        def hidden_buffer(layer: int, channels: int) -> Tensor | None:
-            if workspace is None:
+        def output_buffer(layer: int, channels: int) -> Tensor | None:
+            """Where layer ``layer`` writes: a workspace buffer, or None (a fresh tensor) for the
+            last layer, whose result outlives the call, and without a workspace."""
+            if workspace is None or layer == last_layer:
                 return None
-            return workspace.buffer(f"hidden{layer % 2}", (parts[0].shape[0], channels, points), parts[0])
+            return workspace.buffer(f"hidden{layer % 2}", (num_rois, channels, num_points), parts[0])
 
-        x = torch.baddbmm(biases[0], first[0], parts[0], out=hidden_buffer(0, first[0].shape[1]))
+        x = torch.baddbmm(biases[0], first[0], parts[0], out=output_buffer(0, first[0].shape[1]))
         for part, block in zip(parts[1:], first[1:]):
             x = x.baddbmm_(block, part) if workspace is not None else torch.baddbmm(x, block, part)
         for layer, (weight, bias) in enumerate(zip(rest, biases[1:]), start=1):
-            is_last = layer == len(rest)
-            x = torch.baddbmm(bias, weight, x.relu_(), out=None if is_last else hidden_buffer(layer, weight.shape[1]))
+            x = torch.baddbmm(bias, weight, x.relu_(), out=output_buffer(layer, weight.shape[1]))
         return x
 
     def split_first_layer(self, weights: list[Tensor]) -> list[Tensor]:
@@ -371,7 +374,9 @@ class ImplicitPointRendMaskHead(SubdivisionMaskHead):
         else:
             weights, biases = head.parse_parameters(self.parameter_head.prediction(hidden))
 
-        workspace = Workspace()
+        # out= products neither record gradients nor autocast: buffers only for plain inference
+        plain = not torch.is_grad_enabled() and not torch.is_autocast_enabled(boxes.device.type)
+        workspace = Workspace() if plain else None
 
         def point_logits(points: Tensor) -> Tensor:
             fine = self.sampler(features, boxes, image_index, points)
