@@ -332,27 +332,37 @@ def _verdicts_of(pick: dict[tuple[str, str], dict], where: str) -> list[str]:
             f"{where}: {name} P10 / masks {ratio:.1%} (means, n={p['n']}/{m['n']}; target >= {target:.0%}): {ok(ratio >= target)}"
         )
 
-    if have(("implicit_pointrend", "points"), ("maskrcnn", "points")):
-        lines.append(
-            f"{where}: Implicit PointRend P10 {shown('implicit_pointrend', 'points')} vs Mask R-CNN P10 "
-            f"{shown('maskrcnn', 'points')} mask AP (means): "
-            f"{ok(ap('implicit_pointrend', 'points') >= ap('maskrcnn', 'points'))}"
-        )
-    if have(("maskrcnn", "points"), ("maskrcnn", "masks")):
+    def versus_line(
+        first: tuple[str, str],
+        first_name: str,
+        second: tuple[str, str],
+        second_name: str,
+        margin: float = 0.0,
+        strict: bool = False,
+    ) -> str:
+        """``first`` against ``second`` on the mean mask AP: met when first >= second - margin (first >
+        second when ``strict``)."""
+        target = "means" if margin == 0 else f"means; target: at most {margin:.1f} below"
+        met = ap(*first) > ap(*second) if strict else ap(*first) >= ap(*second) - margin
+        return f"{where}: {first_name} {shown(*first)} vs {second_name} {shown(*second)} mask AP ({target}): {ok(met)}"
+
+    implicit_points, maskrcnn_points, maskrcnn_masks = (
+        ("implicit_pointrend", "points"),
+        ("maskrcnn", "points"),
+        ("maskrcnn", "masks"),
+    )
+    if have(implicit_points, maskrcnn_points):
+        lines.append(versus_line(implicit_points, "Implicit PointRend P10", maskrcnn_points, "Mask R-CNN P10"))
+    if have(maskrcnn_points, maskrcnn_masks):
         lines.append(ratio_line("maskrcnn", "Mask R-CNN", MASKRCNN_TARGET_RATIO))
-    if have(("implicit_pointrend", "points"), ("maskrcnn", "masks")):
+    if have(implicit_points, maskrcnn_masks):
         lines.append(
-            f"{where}: Implicit PointRend P10 {shown('implicit_pointrend', 'points')} vs Mask R-CNN masks "
-            f"{shown('maskrcnn', 'masks')} mask AP (means; target: at most {IMPLICIT_MARGIN_AP:.1f} below): "
-            f"{ok(ap('implicit_pointrend', 'points') >= ap('maskrcnn', 'masks') - IMPLICIT_MARGIN_AP)}"
+            versus_line(implicit_points, "Implicit PointRend P10", maskrcnn_masks, "Mask R-CNN masks", IMPLICIT_MARGIN_AP)
         )
     if have(("condinst", "points"), ("condinst", "masks")):
         lines.append(ratio_line("condinst", "CondInst", CONDINST_TARGET_RATIO))
     if have(("condinst", "points"), ("condinst", "boxes")):
-        lines.append(
-            f"{where}: CondInst P10 {shown('condinst', 'points')} vs BoxInst {shown('condinst', 'boxes')} "
-            f"mask AP (means): {ok(ap('condinst', 'points') > ap('condinst', 'boxes'))}"
-        )
+        lines.append(versus_line(("condinst", "points"), "CondInst P10", ("condinst", "boxes"), "BoxInst", strict=True))
     return lines
 
 

@@ -51,7 +51,7 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 import numpy as np
 
-from pointsup.annotator.store import annotator_key
+from pointsup.annotator.store import already_stored, annotator_key
 from pointsup.points.format import validate_coco
 from pointsup.points.sampling import clip_boxes_to_images, pixels_from_unit_draws
 from pointsup.utils.atomic import encode_json, write_json_atomic
@@ -294,10 +294,7 @@ class BoxStage:
             raise ValueError(f"{what} {x1 - x0} x {y1 - y0} pixels: a box must span at least {MIN_BOX_SIDE} pixels each way")
         key = annotator_key(annotator)
         with store._write() as db:
-            if (
-                client_id is not None
-                and db.execute("SELECT 1 FROM boxes WHERE annotator = ? AND client_id = ?", (key, client_id)).fetchone()
-            ):
+            if already_stored(db, "boxes", key, client_id):
                 return False
             self._check_held(db, key, image_id)
             db.execute(

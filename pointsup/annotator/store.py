@@ -179,6 +179,21 @@ def annotator_key(name: str) -> str:
     return unicodedata.normalize("NFKC", name.strip()).casefold()
 
 
+#: the tables whose rows carry the page's ``client_id`` (see :func:`already_stored`)
+CLIENT_ID_TABLES = ("answers", "boxes")
+
+
+def already_stored(db: sqlite3.Connection, table: str, key: str, client_id: str | None) -> bool:
+    """Whether ``table`` holds a row of annotator ``key`` sent with ``client_id``: the page sent
+    the same request again (say after an outage), and it must count once. False without an id."""
+    if table not in CLIENT_ID_TABLES:
+        raise ValueError(f"{table!r} has no client ids; choose from {CLIENT_ID_TABLES}")
+    if client_id is None:
+        return False
+    query = f"SELECT 1 FROM {table} WHERE annotator = ? AND client_id = ?"  # table: one of CLIENT_ID_TABLES
+    return db.execute(query, (key, client_id)).fetchone() is not None
+
+
 def free_chain_starts(counts: list[int], held: list[int], fresh: int) -> list[int]:
     """The points at which an object's free chains continue, longest first.
 
@@ -369,10 +384,7 @@ class AnnotationStore:
             raise ValueError(f"label must be 1, 0 or -1, got {label!r}")
         key = annotator_key(annotator)
         with self._write() as db:
-            if (
-                client_id is not None
-                and db.execute("SELECT 1 FROM answers WHERE annotator = ? AND client_id = ?", (key, client_id)).fetchone()
-            ):
+            if already_stored(db, "answers", key, client_id):
                 return False
             current = db.execute(
                 "SELECT position, answered FROM assignments WHERE annotator = ? AND answered < ? ORDER BY position LIMIT 1",

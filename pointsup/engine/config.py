@@ -174,7 +174,7 @@ class SolverConfig:
     #: Mixed precision on CUDA: float16 autocast with a gradient scaler.
     amp: bool = True
     #: Mixed precision on the CPU as well: bfloat16 autocast (no scaler needed). Off by default:
-    #: docs/results_pretrained.md has its speed and accuracy against float32.
+    #: docs/results_speed.md has its speed and accuracy against float32.
     amp_cpu: bool = False
 
 

@@ -15,6 +15,7 @@ from pointsup.annotator.store import (
     AnnotationStore,
     AnswerConflict,
     StoreError,
+    already_stored,
     check_annotator_name,
     open_session,
 )
@@ -61,6 +62,23 @@ def test_answers_follow_points_in_order_and_undo_steps_back(store: AnnotationSto
     live = [(a.position, a.point_index, a.label) for a in store.live_answers()]
     assert live == [(0, i, i % 2) for i in range(n - 1)] + [(0, n - 1, -1)]
     assert store.undo_last("nobody") is None
+
+
+def test_an_answer_sent_again_with_its_client_id_counts_once(store: AnnotationStore) -> None:
+    store.next_points("Ann", 2)
+    assert store.record_answer("Ann", 0, 0, 1, 120.0, client_id="a-1")
+    # the page resends after an outage: refused as a repeat even though point (0, 1) is now current
+    assert not store.record_answer("ann", 0, 0, 1, 120.0, client_id="a-1")
+    assert store.annotator_counts("ann") == (1, 0)
+    assert store.record_answer("ann", 0, 1, 0, 90.0, client_id="a-2")
+    assert [(a.point_index, a.label) for a in store.live_answers()] == [(0, 1), (1, 0)]
+    with store._write() as db:
+        assert already_stored(db, "answers", "ann", "a-2")
+        assert not already_stored(db, "answers", "bob", "a-2")  # ids are per annotator
+        assert not already_stored(db, "answers", "ann", None)
+        assert not already_stored(db, "boxes", "ann", "a-2")
+        with pytest.raises(ValueError, match="no client ids"):
+            already_stored(db, "assignments", "ann", "a-2")
 
 
 def test_an_annotator_holds_at_most_two_unfinished_objects(store: AnnotationStore) -> None:

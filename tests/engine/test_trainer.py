@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import signal
 import subprocess
@@ -15,9 +16,17 @@ import torch
 
 from pointsup.cli import main as cli_main
 from pointsup.data.synthetic import generate_synthetic_dataset
+from pointsup.engine import trainer as trainer_module
 from pointsup.engine.config import load_config
 from pointsup.engine.distributed import DistributedContext, launch
-from pointsup.engine.trainer import Trainer, TrainingDiverged, mixed_precision_dtype, train, train_main
+from pointsup.engine.trainer import (
+    Trainer,
+    TrainingDiverged,
+    cpu_has_native_bfloat16,
+    mixed_precision_dtype,
+    train,
+    train_main,
+)
 from pointsup.points.format import read_coco_json
 from pointsup.points.simulate import SimulationConfig, simulate
 from pointsup.utils.atomic import write_json_atomic
@@ -357,3 +366,33 @@ def test_mixed_precision_is_off_on_the_cpu_by_default():
     solver = load_config(CPU_CONFIG).solver
     assert mixed_precision_dtype(solver, torch.device("cpu")) is None
     assert mixed_precision_dtype(solver, torch.device("cuda")) == torch.float16
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_bfloat16_autocast_warns_only_on_cpus_that_would_emulate_it(data, tmp_path, caplog, monkeypatch, native):
+    """The hardware query is replaced (this machine has AVX-512 BF16); the trainer's reaction is real."""
+    monkeypatch.setattr(trainer_module, "cpu_has_native_bfloat16", lambda: native)
+    config = load_config(CPU_CONFIG, overrides(data, "solver.amp_cpu=true", "solver.max_iter=1", "data.val_json="))
+    with caplog.at_level(logging.WARNING, logger=trainer_module.log.name):
+        Trainer(config, tmp_path, DistributedContext(0, 1, 0, torch.device("cpu")), resume=False)
+    warned = [r.getMessage() for r in caplog.records if "bfloat16" in r.getMessage()]
+    assert (warned == []) if native else (len(warned) == 1 and "solver.amp_cpu" in warned[0])
+
+
+def test_the_native_bfloat16_query_matches_the_cpu_flags():
+    flags = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else None
+    if flags is None:
+        pytest.skip("no /proc/cpuinfo to compare with")
+    expected = any(flag in flags.split() for flag in ("avx512_bf16", "amx_tile"))
+    assert cpu_has_native_bfloat16() == expected
+
+
+def test_the_backbone_trains_channels_last_on_the_cpu(data, tmp_path):
+    """Its convolutions then run channels-last (faster on a CPU), and the FPN's outputs are
+    channels-last too."""
+    config = load_config(CPU_CONFIG, overrides(data, "solver.max_iter=1", "data.val_json="))
+    trainer = Trainer(config, tmp_path, DistributedContext(0, 1, 0, torch.device("cpu")), resume=False)
+    convolutions = [m.weight for m in trainer.model.backbone.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert convolutions and all(w.is_contiguous(memory_format=torch.channels_last) for w in convolutions)
+    features = trainer.model.backbone(torch.rand(1, 3, 64, 96))
+    assert all(f.is_contiguous(memory_format=torch.channels_last) for f in features.values())
