@@ -329,6 +329,15 @@ def test_no_points_warns(tmp_path: Path) -> None:
     assert any("point_coords" in warning for warning in without.warnings) and not with_points.warnings
 
 
+@pytest.mark.parametrize("architecture, categories, expected", [("mask_rcnn", 5, True), ("mask_rcnn", 1, None), ("condinst", 5, None)])
+def test_several_categories_get_class_agnostic_masks(tmp_path: Path, architecture: str, categories: int, expected: bool | None) -> None:
+    stats = stats_of(tmp_path, make_coco(20, (480, 640), [50.0], per_image=5, num_categories=categories))
+    recipe = propose_recipe(stats, architecture=architecture)  # type: ignore[arg-type]
+    assert recipe.class_agnostic_masks is expected
+    assert any(reason.startswith("masks: class-agnostic") for reason in recipe.reasons) == bool(expected)
+    assert all(reason for reason in recipe.reasons)  # a decision without settings adds no report line
+
+
 def test_the_balloon_proposal_matches_the_hand_made_recipe() -> None:
     stats = dataset_statistics(require(DATASETS / "balloon" / "instances_train.json"))
     recipe = propose_recipe(stats)
@@ -349,9 +358,10 @@ def test_base_recipes_name_the_shipped_files() -> None:
 
 @pytest.mark.parametrize("architecture, mask_head", [("mask_rcnn", "maskrcnn"), ("mask_rcnn", "pointrend"), ("condinst", "maskrcnn")])
 def test_the_yaml_loads_with_the_proposed_values(tmp_path: Path, architecture: str, mask_head: str) -> None:
-    data = write_json(tmp_path / "train.json", make_coco(50, (768, 1024), [40.0, 60.0, 80.0], per_image=4))
+    data = write_json(tmp_path / "train.json", make_coco(50, (768, 1024), [40.0, 60.0, 80.0], per_image=4, num_categories=3))
     stats = dataset_statistics(data)
     recipe = propose_recipe(stats, architecture=architecture, mask_head=mask_head)  # type: ignore[arg-type]
+    assert ("model.mask_head.class_agnostic" in recipe.settings()) == (architecture == "mask_rcnn")
     base = base_for(tmp_path, architecture, mask_head)
     text = recipe_yaml(recipe, base, data, tmp_path, stats)
     out = tmp_path / "elsewhere" / "recipe.yaml"
