@@ -342,6 +342,7 @@ def _verdicts_of(pick: dict[tuple[str, str], dict], where: str) -> list[str]:
     ) -> str:
         """``first`` against ``second`` on the mean mask AP: met when first >= second - margin (first >
         second when ``strict``)."""
+        assert not (strict and margin), "a strict comparison has no margin"
         target = "means" if margin == 0 else f"means; target: at most {margin:.1f} below"
         met = ap(*first) > ap(*second) if strict else ap(*first) >= ap(*second) - margin
         return f"{where}: {first_name} {shown(*first)} vs {second_name} {shown(*second)} mask AP ({target}): {ok(met)}"

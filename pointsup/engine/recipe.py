@@ -126,7 +126,8 @@ class Recipe:
     Attributes:
         anchor_sizes: Mask R-CNN's RPN anchors (None for CondInst).
         class_agnostic_masks: one mask channel for every category (None: the base recipe's
-            setting, as for CondInst, whose masks have no class channels, or a single category).
+            setting, for CondInst, whose masks have no class channels, and for a single category;
+            the shipped Lite0 bases are class-agnostic already, fruits_nuts' apart).
         condinst_sizes_of_interest: CondInst's relative-coordinate scales (None for Mask R-CNN).
         seconds_per_iteration: the estimate the schedule was fitted with.
         reasons: one line per decision, with the numbers that drove it.

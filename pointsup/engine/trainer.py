@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import math
+import platform
 import random
 import time
 from dataclasses import dataclass
@@ -88,10 +89,18 @@ def mixed_precision_dtype(solver: SolverConfig, device: torch.device) -> torch.d
     return None
 
 
-def cpu_has_native_bfloat16() -> bool:
-    """Whether this CPU computes in bfloat16 natively (AVX-512 BF16 or AMX), where
-    ``solver.amp_cpu`` pays: 1.1x on the Lite0 recipes, 1.8-2.1x on the R50-FPN (docs/results_speed.md)."""
-    return bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
+#: torch.cpu's (private) queries for native bfloat16 on x86, under the names of several releases
+BFLOAT16_QUERIES = ("_is_avx512_bf16_supported", "_is_amx_tile_supported", "_is_cpu_support_amx_tile")
+
+
+def cpu_has_native_bfloat16() -> bool | None:
+    """Whether this x86 CPU computes in bfloat16 natively (AVX-512 BF16 or AMX), where
+    ``solver.amp_cpu`` pays: 1.1x on the Lite0 recipes, 1.8-2.1x on the R50-FPN
+    (docs/results_speed.md). None where this torch cannot tell, or on other CPUs."""
+    if platform.machine().lower() not in ("x86_64", "amd64"):
+        return None
+    queries = [query for name in BFLOAT16_QUERIES if (query := getattr(torch.cpu, name, None)) is not None]
+    return any(bool(query()) for query in queries) if queries else None
 
 
 def _batch_size_per_process(config: Config, context: DistributedContext) -> int:
@@ -156,15 +165,16 @@ class Trainer:
         self.model = model.to(self.device)
         if self.device.type == "cpu":
             # Channels-last backbone weights make its convolutions (and the FPN's) run channels-last:
-            # 1.08x faster training of the R50-FPN on a CPU (docs/results_speed.md). Inference
-            # and export keep the layout they were checked in; on CUDA the effect is unmeasured.
+            # 1.08x faster training of the R50-FPN on a CPU (docs/results_speed.md). Evaluation during
+            # training runs channels-last too, so its AP may differ from `pointsup eval`'s in float
+            # rounding; models loaded to predict or export keep the default layout. CUDA: untouched.
             self.model.backbone.to(memory_format=torch.channels_last)
         self.optimizer = build_optimizer(
             self.model, config.solver.base_lr, config.solver.momentum, config.solver.weight_decay, config.solver.weight_decay_norm
         )
         self.scheduler = WarmupMultiStepLR.from_config(self.optimizer, config.solver)
         self.amp_dtype = mixed_precision_dtype(config.solver, self.device)
-        if self.amp_dtype == torch.bfloat16 and not cpu_has_native_bfloat16():
+        if self.amp_dtype == torch.bfloat16 and cpu_has_native_bfloat16() is False:
             log.warning(
                 "solver.amp_cpu: this CPU has no native bfloat16 arithmetic (AVX-512 BF16 or AMX); it will be emulated, slower than float32"
             )

@@ -28,6 +28,8 @@ class Detector(nn.Module):
 
     pixel_mean: Tensor  # buffers (registered in __init__)
     pixel_std: Tensor
+    #: the feature extractor (backbone + FPN), set by every subclass
+    backbone: nn.Module
 
     def __init__(self, pixel_mean: Sequence[float], pixel_std: Sequence[float], size_divisibility: int = 32):
         super().__init__()

@@ -380,6 +380,8 @@ def test_the_yaml_loads_with_the_proposed_values(tmp_path: Path, architecture: s
         if line.startswith("  ") and not line.lstrip().startswith("#") and "train_images" not in line:
             assert lines[k - 1].lstrip().startswith("#"), line
     assert yaml.safe_load(text)["_base_"] == str(base.resolve())
+    # written, not only inherited (the shipped bases are class-agnostic already)
+    assert (yaml.safe_load(text)["model"].get("mask_head", {}).get("class_agnostic") is True) == (architecture == "mask_rcnn")
 
 
 # --------------------------------------------------------------------------- command line

@@ -368,15 +368,16 @@ def test_mixed_precision_is_off_on_the_cpu_by_default():
     assert mixed_precision_dtype(solver, torch.device("cuda")) == torch.float16
 
 
-@pytest.mark.parametrize("native", [True, False])
+@pytest.mark.parametrize("native", [True, False, None])
 def test_bfloat16_autocast_warns_only_on_cpus_that_would_emulate_it(data, tmp_path, caplog, monkeypatch, native):
-    """The hardware query is replaced (this machine has AVX-512 BF16); the trainer's reaction is real."""
+    """The hardware query is replaced (this machine has AVX-512 BF16); the trainer's reaction is
+    real. None (a torch or CPU that cannot tell) gives no warning."""
     monkeypatch.setattr(trainer_module, "cpu_has_native_bfloat16", lambda: native)
     config = load_config(CPU_CONFIG, overrides(data, "solver.amp_cpu=true", "solver.max_iter=1", "data.val_json="))
     with caplog.at_level(logging.WARNING, logger=trainer_module.log.name):
         Trainer(config, tmp_path, DistributedContext(0, 1, 0, torch.device("cpu")), resume=False)
     warned = [r.getMessage() for r in caplog.records if "bfloat16" in r.getMessage()]
-    assert (warned == []) if native else (len(warned) == 1 and "solver.amp_cpu" in warned[0])
+    assert (len(warned) == 1 and "solver.amp_cpu" in warned[0]) if native is False else warned == []
 
 
 def test_the_native_bfloat16_query_matches_the_cpu_flags():
@@ -384,7 +385,10 @@ def test_the_native_bfloat16_query_matches_the_cpu_flags():
     if flags is None:
         pytest.skip("no /proc/cpuinfo to compare with")
     expected = any(flag in flags.split() for flag in ("avx512_bf16", "amx_tile"))
-    assert cpu_has_native_bfloat16() == expected
+    answer = cpu_has_native_bfloat16()
+    if answer is None:
+        pytest.skip("this torch or CPU cannot tell")
+    assert answer == expected
 
 
 def test_the_backbone_trains_channels_last_on_the_cpu(data, tmp_path):
