@@ -325,10 +325,8 @@ def _mask_channels_decision(stats: DatasetStatistics, architecture: str) -> _Dec
     """Class-agnostic masks for a RoI mask head when there are several categories.
 
     A class-specific head trains each category's channel on that category's objects only, which
-    a CPU schedule of a few hundred iterations does not make up for: on the synthetic shapes (5
-    categories, 200 iterations; a development seed) P10 mask AP was 0.7 class-specific and 15.3
-    class-agnostic, masks-supervised 3.5 and 22.4. At COCO's full schedule class-agnostic masks
-    cost Mask R-CNN 0.6 mask AP (He et al. 2017: 29.7 against 30.3)."""
+    a CPU schedule of a few hundred iterations does not make up for; the measurement and the cost
+    at COCO's full schedule are in docs/design.md ("Recipes fitted to a dataset")."""
     if architecture != "mask_rcnn" or stats.num_categories < 2:
         return _Decision({}, {}, "")
     why = (

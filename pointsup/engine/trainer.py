@@ -95,8 +95,8 @@ BFLOAT16_QUERIES = ("_is_avx512_bf16_supported", "_is_amx_tile_supported", "_is_
 
 def cpu_has_native_bfloat16() -> bool | None:
     """Whether this x86 CPU computes in bfloat16 natively (AVX-512 BF16 or AMX), where
-    ``solver.amp_cpu`` pays: 1.1x on the Lite0 recipes, 1.8-2.1x on the R50-FPN
-    (docs/results_speed.md). None where this torch cannot tell, or on other CPUs."""
+    ``solver.amp_cpu`` pays (speed-ups: docs/results_speed.md). None where this torch cannot
+    tell, or on other CPUs."""
     if platform.machine().lower() not in ("x86_64", "amd64"):
         return None
     queries = [query for name in BFLOAT16_QUERIES if (query := getattr(torch.cpu, name, None)) is not None]
@@ -164,8 +164,8 @@ class Trainer:
             model = model_for_checkpoint(config, self.num_classes)
         self.model = model.to(self.device)
         if self.device.type == "cpu":
-            # Channels-last backbone weights make its convolutions (and the FPN's) run channels-last:
-            # 1.08x faster training of the R50-FPN on a CPU (docs/results_speed.md). Evaluation during
+            # Channels-last backbone weights make its convolutions (and the FPN's) run channels-last,
+            # faster to train on a CPU (the R50-FPN's figures: docs/results_speed.md). Evaluation during
             # training runs channels-last too, so its AP may differ from `pointsup eval`'s in float
             # rounding; models loaded to predict or export keep the default layout. CUDA: untouched.
             self.model.backbone.to(memory_format=torch.channels_last)
