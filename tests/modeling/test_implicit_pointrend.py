@@ -8,6 +8,7 @@ import json
 import pytest
 import torch
 
+from pointsup.modeling.mask_heads import implicit_pointrend
 from pointsup.modeling.mask_heads.config import ImplicitPointRendConfig, MaskHeadConfig
 from pointsup.modeling.mask_heads.convfc import ConvFCHead, FineFeatureSampler
 from pointsup.modeling.mask_heads.implicit_pointrend import ImplicitPointHead, ImplicitPointRendMaskHead, Workspace
@@ -125,8 +126,25 @@ def test_the_encoding_falls_back_to_a_fresh_tensor_when_the_dtypes_differ():
     head = ImplicitPointHead(16, 1, hidden_dim=8, num_hidden=1, positional_encoding=True)
     points, fine = torch.rand(2, 9, 2), torch.randn(2, 16, 9, dtype=torch.float64)
     parts = head.input_parts(fine, points, Workspace())
-    assert [part.dtype for part in parts] == [torch.float64, torch.float64]
-    torch.testing.assert_close(parts[0], head.encode_positions(points).double())
+    assert [part.dtype for part in parts] == [torch.float64] * 3
+    torch.testing.assert_close(torch.cat(parts[:2], dim=1), head.encode_positions(points).double())
+
+
+def test_cpu_chunks_of_rois_give_the_same_masks_as_all_rois_at_once(monkeypatch):
+    torch.manual_seed(0)
+    head = small_head("masks").eval()
+    torch.nn.init.normal_(head.parameter_head.prediction.weight, std=0.05)
+    features = {"0": torch.randn(2, 16, 24, 32)}
+    corners = torch.rand(7, 2) * torch.tensor([80.0, 60.0])
+    boxes = torch.cat([corners, corners + 8 + torch.rand(7, 2) * 40], dim=1)
+    image_boxes, image_classes = [boxes[:4], boxes[4:]], [torch.tensor([0, 2, 1, 2]), torch.tensor([1, 1, 0])]
+    monkeypatch.setattr(implicit_pointrend, "CPU_SUBDIVISION_CHUNK", 3)  # 7 RoIs: chunks of 3, 3 and 1 across images
+    with torch.inference_mode():
+        chunked = head.predict(features, image_boxes, image_classes)
+        monkeypatch.setattr(implicit_pointrend, "CPU_SUBDIVISION_CHUNK", 100)
+        whole = head.predict(features, image_boxes, image_classes)
+    assert [m.shape for m in chunked] == [(4, 224, 224), (3, 224, 224)]
+    assert all(torch.equal(a, b) for a, b in zip(chunked, whole))
 
 
 def test_predict_with_gradients_on_still_works_and_matches_inference_mode():

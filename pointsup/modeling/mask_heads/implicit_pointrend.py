@@ -13,10 +13,11 @@ a small MLP which maps a point's features and position to its mask logit.
 
 Inference is fast without changing its result: only the predicted class's row of the last layer
 is predicted and evaluated, without concatenations, with fused bias and in-place ReLU into
-buffers reused across subdivision steps (:class:`Workspace`), and p2 is sampled in channels-last
-layout (the reference evaluates all C classes at every step and upsamples
-all C channels, about 1.6 GB for 100 detections and 80 classes); ``fast_inference = False``
-runs the straightforward computation.
+buffers reused across subdivision steps (:class:`Workspace`), the encoding in contiguous sine and
+cosine halves, on the CPU 10 RoIs at a time, and p2 is sampled in channels-last layout (the
+reference evaluates all C classes at every step and upsamples all C channels, about 1.6 GB for
+100 detections and 80 classes); ``fast_inference = False`` runs the straightforward computation.
+docs/design.md gives the measurements behind each of these.
 """
 
 from __future__ import annotations
@@ -41,14 +42,20 @@ if TYPE_CHECKING:
 
 #: Random Fourier features per coordinate pair (each gives a sine and a cosine channel).
 NUM_FOURIER_FEATURES = 128
+#: RoIs subdivided at a time by fast inference on the CPU. Their activations (about 8 MB per
+#: tensor) then stay below glibc's threshold for returning memory to the system, so that each
+#: subdivision step re-uses memory instead of paying page faults for fresh pages, which cost as
+#: much as the bias additions (docs/results_speed.md, Implicit PointRend inference).
+CPU_SUBDIVISION_CHUNK = 10
 
 
 class Workspace:
     """Scratch tensors reused across the point head's evaluations of one inference call.
 
-    Subdivision evaluates the point MLP once per step on (R, 256, P) activations, about 80 MB
-    each for 100 detections; allocating them afresh every time costs page faults that, on CPU,
-    take as long as the bias additions. A buffer is kept per name and re-allocated only when a
+    Subdivision evaluates the point MLP once per step on (R, 256, P) activations, about 8 MB
+    each for a CPU chunk of 10 RoIs (:data:`CPU_SUBDIVISION_CHUNK`), 80 MB for 100 RoIs at once;
+    allocating them afresh every time costs page faults that, on CPU, take as long as the bias
+    additions. A buffer is kept per name and re-allocated only when a
     larger one, or another dtype or device, is asked for.
     """
 
@@ -112,42 +119,58 @@ class ImplicitPointHead(nn.Module):
     def last_layer_inputs(self) -> int:
         return self.layer_shapes[-1][1]
 
-    def encode_positions(self, points: Tensor, out: Tensor | None = None) -> Tensor:
+    def encode_positions(self, points: Tensor) -> Tensor:
         """(R, P, 2) box-relative ``(u, v)`` → (R, 256, P) ``[sin(2 pi l G), cos(2 pi l G)]`` with
-        ``l = 2 (u, v) - 1``.
+        ``l = 2 (u, v) - 1`` (the reference's arithmetic: training and :meth:`inputs`)."""
+        gaussian = self.positional_encoding_gaussian_matrix.to(points.dtype)
+        projected = 2 * math.pi * ((2 * points - 1) @ gaussian)
+        return torch.cat([torch.sin(projected), torch.cos(projected)], dim=2).permute(0, 2, 1)
 
-        ``out``: an (R, P, 256) buffer of ``points``' dtype to write the encoding into (the same
-        values; the result is then its (R, 256, P) transposed view), so that repeated calls at
-        inference do not allocate.
+    def encoding_halves(self, points: Tensor, workspace: Workspace | None = None) -> list[Tensor]:
+        """:meth:`encode_positions`' values, up to rounding, as its sine and cosine halves.
+
+        Each half is the (R, 128, P) transposed view of a contiguous (R, P, 128) tensor: the
+        layout in which ``sin`` and ``cos`` run vectorised (several times faster than into the
+        interleaved (R, P, 256) rows) and which batched products read without a copy. The
+        projection ``l G`` is two broadcast products rather than a matrix product with an inner
+        dimension of 2, which is slow.
+
+        ``workspace``: where to write both halves (no allocation across subdivision steps); the
+        same bits as without one.
         """
         gaussian = self.positional_encoding_gaussian_matrix.to(points.dtype)
-        if out is None:
-            projected = 2 * math.pi * ((2 * points - 1) @ gaussian)
-            return torch.cat([torch.sin(projected), torch.cos(projected)], dim=2).permute(0, 2, 1)
-        sines, cosines = out[..., :NUM_FOURIER_FEATURES], out[..., NUM_FOURIER_FEATURES:]
-        torch.matmul(2 * points - 1, gaussian, out=cosines)  # the projection, parked where the cosines go
-        cosines.mul_(2 * math.pi)
-        torch.sin(cosines, out=sines)
-        cosines.cos_()
-        return out.permute(0, 2, 1)
+        centred = 2 * points - 1
+        u, v = centred[..., 0:1], centred[..., 1:2]
+        if workspace is None:
+            projected = torch.addcmul(u * gaussian[0], v, gaussian[1]) * (2 * math.pi)
+            sines, cosines = torch.sin(projected), torch.cos(projected)
+        else:
+            shape = (*points.shape[:2], NUM_FOURIER_FEATURES)
+            sines, cosines = workspace.buffer("sines", shape, points), workspace.buffer("cosines", shape, points)
+            torch.mul(u, gaussian[0], out=cosines)  # the projection, parked where the cosines go
+            cosines.addcmul_(v, gaussian[1]).mul_(2 * math.pi)
+            torch.sin(cosines, out=sines)
+            cosines.cos_()
+        return [sines.transpose(1, 2), cosines.transpose(1, 2)]
 
     def input_parts(self, fine_features: Tensor, points: Tensor, workspace: Workspace | None = None) -> list[Tensor]:
-        """The MLP input's parts in order: (R, 256, P) encoding and/or (R, C_f, P) features
-        (the encoding written into ``workspace`` when one is given and the dtypes agree)."""
+        """The MLP input's parts in order, for :meth:`run_layers_fused`: the encoding's (R, 128, P)
+        sine and cosine halves (:meth:`encoding_halves`) and/or the (R, C_f, P) features (the
+        encoding written into ``workspace`` when one is given and the dtypes agree)."""
         parts = []
         if self.positional_encoding:
             if workspace is not None and points.dtype == fine_features.dtype:
-                buffer = workspace.buffer("encoding", (*points.shape[:2], 2 * NUM_FOURIER_FEATURES), points)
-                parts.append(self.encode_positions(points, out=buffer))
+                parts += self.encoding_halves(points, workspace)
             else:
-                parts.append(self.encode_positions(points).to(fine_features.dtype))
+                parts += [half.to(fine_features.dtype) for half in self.encoding_halves(points)]
         if self.feature_channels:
             parts.append(fine_features)
         return parts
 
     def inputs(self, fine_features: Tensor, points: Tensor) -> Tensor:
         """(R, C_f, P) features and (R, P, 2) points → (R, C_in, P) MLP input (encoding first)."""
-        return torch.cat(self.input_parts(fine_features, points), dim=1)
+        parts = [self.encode_positions(points).to(fine_features.dtype)] if self.positional_encoding else []
+        return torch.cat(parts + ([fine_features] if self.feature_channels else []), dim=1)
 
     def parse_parameters(self, parameters: Tensor, last_outputs: int | None = None) -> tuple[list[Tensor], list[Tensor]]:
         """Split per-RoI parameter vectors laid out ``[W_0 .. W_L, b_0 .. b_L]``.
@@ -219,12 +242,12 @@ class ImplicitPointHead(nn.Module):
         return x
 
     def split_first_layer(self, weights: list[Tensor]) -> list[Tensor]:
-        """``weights`` with the first layer replaced by contiguous column blocks matching
-        :meth:`input_parts` (for :meth:`run_layers_fused`)."""
-        widths = [2 * NUM_FOURIER_FEATURES] if self.positional_encoding else []
+        """``weights`` with the first layer replaced by its column blocks matching
+        :meth:`input_parts` (for :meth:`run_layers_fused`); views, which batched products read
+        as fast as copies."""
+        widths = [NUM_FOURIER_FEATURES, NUM_FOURIER_FEATURES] if self.positional_encoding else []
         widths += [self.feature_channels] if self.feature_channels else []
-        blocks = [block.contiguous() for block in torch.split(weights[0], widths, dim=2)]
-        return blocks + weights[1:]
+        return list(torch.split(weights[0], widths, dim=2)) + weights[1:]
 
     def forward(self, fine_features: Tensor, points: Tensor, parameters: Tensor) -> Tensor:
         """(R, C_f, P) features, (R, P, 2) points and (R, num_params) parameters → (R, C, P) logits."""
@@ -356,14 +379,16 @@ class ImplicitPointRendMaskHead(SubdivisionMaskHead):
             last_weight[rows] = F.linear(hidden[rows], prediction.weight[w_rows], prediction.bias[w_rows])
             last_bias[rows] = F.linear(hidden[rows], prediction.weight[b_rows], prediction.bias[b_rows])
         shapes = head.layer_shapes[:-1]
-        weights = [
-            w.reshape(-1, o, i).contiguous() for w, (o, i) in zip(torch.split(shared_weights, num_weights[:-1], dim=1), shapes)
-        ]
+        weights = [w.reshape(-1, o, i) for w, (o, i) in zip(torch.split(shared_weights, num_weights[:-1], dim=1), shapes)]
         biases = [b.reshape(-1, o, 1) for b, (o, _) in zip(torch.split(shared_biases, num_biases[:-1], dim=1), shapes)]
         return weights + [last_weight.unsqueeze(1)], biases + [last_bias.unsqueeze(2)]
 
     def predict_logits(self, features: dict[str, Tensor], boxes: Tensor, image_index: Tensor, classes: Tensor) -> Tensor:
-        """(R, 1, S, S) logits of each RoI's class by adaptive subdivision, ``S = sqrt(N) * 2**steps``."""
+        """(R, 1, S, S) logits of each RoI's class by adaptive subdivision, ``S = sqrt(N) * 2**steps``.
+
+        The parameters of all RoIs are predicted at once; the fast path then subdivides on the
+        CPU :data:`CPU_SUBDIVISION_CHUNK` RoIs at a time (the same values: RoIs are independent).
+        """
         features = self.sampler.for_inference(features)
         grid = self.sampler.grid(features, boxes, image_index, self.grid_side)
         hidden = self.parameter_head.hidden(grid)
@@ -377,6 +402,36 @@ class ImplicitPointRendMaskHead(SubdivisionMaskHead):
         # out= products neither record gradients nor autocast: buffers only for plain inference
         plain = not torch.is_grad_enabled() and not torch.is_autocast_enabled(boxes.device.type)
         workspace = Workspace() if plain else None
+        num_rois = boxes.shape[0]
+        chunk = CPU_SUBDIVISION_CHUNK if self.fast_inference and boxes.device.type == "cpu" else max(num_rois, 1)
+        logits = [
+            self.subdivide_rois(
+                features,
+                boxes[rows],
+                image_index[rows],
+                classes[rows],
+                [w[rows] for w in weights],
+                [b[rows] for b in biases],
+                workspace,
+            )
+            for rows in (slice(start, start + chunk) for start in range(0, max(num_rois, 1), chunk))
+        ]
+        return logits[0] if len(logits) == 1 else torch.cat(logits)
+
+    def subdivide_rois(
+        self,
+        features: dict[str, Tensor],
+        boxes: Tensor,
+        image_index: Tensor,
+        classes: Tensor,
+        weights: list[Tensor],
+        biases: list[Tensor],
+        workspace: Workspace | None,
+    ) -> Tensor:
+        """(R, 1, S, S) logits of RoIs whose point-head parameters are given (see
+        :meth:`predict_logits`; ``weights`` split for :meth:`ImplicitPointHead.run_layers_fused`
+        on the fast path)."""
+        head = self.point_head
 
         def point_logits(points: Tensor) -> Tensor:
             fine = self.sampler(features, boxes, image_index, points)
