@@ -93,10 +93,29 @@ def _as_contiguous(tensor: torch.Tensor) -> torch.Tensor:
 
 
 def _flip_width(tensor: torch.Tensor) -> torch.Tensor:
-    """Mirror the last axis, contiguous result (via NumPy on CPU: ~5x faster than torch.flip)."""
-    if tensor.device.type == "cpu":
-        return torch.from_numpy(tensor.numpy()[..., ::-1].copy())
-    return tensor.flip(-1)
+    """Mirror the last axis, contiguous result (``torch.flip``: 5-12x faster than a NumPy reversed
+    copy with torch 2.14 on uint8 images and masks, benchmarks/data_path.py)."""
+    return _as_contiguous(tensor.flip(-1))
+
+
+def nearest_exact_source_indices(input_size: int, output_size: int) -> torch.Tensor:
+    """(output_size,) int64: the input index that ``F.interpolate(mode="nearest-exact")`` reads
+    for each output index, ``min(floor((i + 0.5) * input_size / output_size), input_size - 1)``
+    in float32 as PyTorch computes it (the same indices to the bit; a test checks it)."""
+    scale = torch.tensor(input_size, dtype=torch.float32) / output_size
+    positions = (torch.arange(output_size, dtype=torch.float32) + 0.5) * scale
+    return positions.floor_().long().clamp_(max=input_size - 1)
+
+
+def resize_masks(masks: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """``(N, H, W)`` masks resized to ``(N, height, width)`` by nearest-exact sampling: the values
+    of ``F.interpolate(mode="nearest-exact")``, as two NumPy gathers on the CPU (3x faster on
+    uint8 masks); contiguous."""
+    if masks.device.type != "cpu":
+        return F.interpolate(masks[None], size=(height, width), mode="nearest-exact")[0]
+    rows = nearest_exact_source_indices(masks.shape[1], height).numpy()
+    columns = nearest_exact_source_indices(masks.shape[2], width).numpy()
+    return torch.from_numpy(np.take(np.take(masks.numpy(), columns, axis=2), rows, axis=1))
 
 
 def _crop_copy(tensor: torch.Tensor, top: int, left: int, height: int, width: int) -> torch.Tensor:
@@ -131,7 +150,7 @@ def resize_sample(sample: Sample, height: int, width: int) -> Sample:
         scale = torch.tensor([width / old_width, height / old_height], dtype=torch.float32)
         masks = targets.masks
         if masks is not None and masks.shape[0] > 0:
-            masks = F.interpolate(masks[None], size=(height, width), mode="nearest-exact")[0]
+            masks = resize_masks(masks, height, width)
         elif masks is not None:
             masks = masks.new_zeros((0, height, width))
         targets = replace(

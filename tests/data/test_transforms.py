@@ -28,6 +28,7 @@ from pointsup.data.transforms import (
     crop_sample,
     finish_geometry,
     hflip_sample,
+    resize_masks,
     resize_sample,
     shortest_edge_size,
 )
@@ -146,6 +147,24 @@ def test_resize_scales_boxes_points_and_masks() -> None:
     expected = np.zeros((30, 40), np.uint8)
     expected[6:15, 8:18] = 1
     assert np.array_equal(out.targets.masks[0].numpy(), expected)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.integers(1, 3),
+    st.integers(1, 300),
+    st.integers(1, 300),
+    st.integers(1, 1400),
+    st.integers(1, 1400),
+    st.integers(0, 2**32 - 1),
+)
+def test_mask_resize_gives_the_bits_of_nearest_exact_interpolation(
+    count: int, height: int, width: int, new_height: int, new_width: int, seed: int
+) -> None:
+    masks = torch.from_numpy(np.random.default_rng(seed).integers(0, 2, (count, height, width), dtype=np.uint8))
+    resized = resize_masks(masks, new_height, new_width)
+    expected = torch.nn.functional.interpolate(masks[None], size=(new_height, new_width), mode="nearest-exact")[0]
+    assert resized.is_contiguous() and torch.equal(resized, expected)
 
 
 def test_flip_twice_is_identity_and_mirrors_boxes() -> None:
