@@ -48,8 +48,9 @@ Each row's time is the median over ``--repeats`` of the mean per image, in ms/im
 turns image by image, so a change in machine load affects each alike. Printed: a table of
 ms/image and the ratio to pointsup's comparable row (decode rows to pointsup's decode, whole-sample
 rows and their parts to pointsup's), the number of images, the like-for-like check and a verdict
-("as fast" when pointsup's whole sample takes at most 1.1x the fastest alternative's time); the last line is a JSON summary. Without OpenCV (not a pointsup dependency) its rows are skipped
-with a note on how to install it.
+("as fast" when pointsup's whole sample takes at most 1.1x the fastest alternative's time); the
+last line is a JSON summary. Without OpenCV (not a pointsup dependency) its rows are skipped with
+a note on how to install it.
 """
 
 from __future__ import annotations
@@ -249,7 +250,8 @@ def decode_rows(cv2: ModuleType | None) -> dict[str, tuple[str, Callable[[ImageE
 
 
 class SamplePath(Protocol):
-    """A way of making a training sample: ``augment(load(entry), entry)``; ``shapes`` of the result."""
+    """A way of making a training sample: ``augment(load(entry), entry)``; ``shapes`` and ``boxes``
+    ((N, 4) xyxy) of the result."""
 
     label: str
 
@@ -676,8 +678,8 @@ def main(argv: list[str] | None = None) -> int:
         "verdict": verdict(rows),
     }
     print(
-        f"{len(setup.entries)} images, {args.supervision} supervision, short edge {args.min_size} (long side <= {args.max_size}), "
-        f"median of {args.repeats} repeats, 1 thread"
+        f"{len(setup.entries)} images, {args.supervision} supervision, short edge {args.min_size} "
+        f"(long side <= {args.max_size}), median of {args.repeats} repeats, 1 thread"
     )
     for note in setup.notes:
         print(f"note: {note}")

@@ -93,24 +93,27 @@ def _as_contiguous(tensor: torch.Tensor) -> torch.Tensor:
 
 
 def _flip_width(tensor: torch.Tensor) -> torch.Tensor:
-    """Mirror the last axis, contiguous result (``torch.flip``: 5-12x faster than a NumPy reversed
-    copy with torch 2.14 on uint8 images and masks, benchmarks/data_path.py)."""
+    """Mirror the last axis, contiguous result (``torch.flip``, which beat a NumPy reversed copy:
+    docs/results_speed.md, training data path)."""
     return _as_contiguous(tensor.flip(-1))
 
 
 def nearest_exact_source_indices(input_size: int, output_size: int) -> torch.Tensor:
     """(output_size,) int64: the input index that ``F.interpolate(mode="nearest-exact")`` reads
-    for each output index, ``min(floor((i + 0.5) * input_size / output_size), input_size - 1)``
-    in float32 as PyTorch computes it (the same indices to the bit; a test checks it)."""
-    scale = torch.tensor(input_size, dtype=torch.float32) / output_size
-    positions = (torch.arange(output_size, dtype=torch.float32) + 0.5) * scale
-    return positions.floor_().long().clamp_(max=input_size - 1)
+    for each output index, about ``floor((i + 0.5) * input_size / output_size)``. Read off
+    PyTorch's own kernel (a 1-D interpolation of the index ramp), whose rounding a float32 or
+    float64 evaluation of that formula does not always reproduce; a test checks the 2-D result."""
+    ramp = torch.arange(input_size, dtype=torch.float32).view(1, 1, input_size)
+    return F.interpolate(ramp, size=output_size, mode="nearest-exact").view(-1).long()
 
 
 def resize_masks(masks: torch.Tensor, height: int, width: int) -> torch.Tensor:
-    """``(N, H, W)`` masks resized to ``(N, height, width)`` by nearest-exact sampling: the values
-    of ``F.interpolate(mode="nearest-exact")``, as two NumPy gathers on the CPU (3x faster on
-    uint8 masks); contiguous."""
+    """``(N, H, W)`` masks (uint8 or float, ``H, W > 0``) resized to ``(N, height, width)`` by
+    nearest-exact sampling, contiguous: the values of ``F.interpolate(mode="nearest-exact")``,
+    computed on the CPU as two NumPy gathers, which are faster (docs/results_speed.md, training
+    data path)."""
+    if masks.shape[0] == 0:
+        return masks.new_zeros((0, height, width))
     if masks.device.type != "cpu":
         return F.interpolate(masks[None], size=(height, width), mode="nearest-exact")[0]
     rows = nearest_exact_source_indices(masks.shape[1], height).numpy()
@@ -149,10 +152,8 @@ def resize_sample(sample: Sample, height: int, width: int) -> Sample:
     if targets is not None:
         scale = torch.tensor([width / old_width, height / old_height], dtype=torch.float32)
         masks = targets.masks
-        if masks is not None and masks.shape[0] > 0:
+        if masks is not None:
             masks = resize_masks(masks, height, width)
-        elif masks is not None:
-            masks = masks.new_zeros((0, height, width))
         targets = replace(
             targets,
             boxes=targets.boxes * scale.repeat(2),

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
@@ -158,6 +158,7 @@ def test_resize_scales_boxes_points_and_masks() -> None:
     st.integers(1, 1400),
     st.integers(0, 2**32 - 1),
 )
+@example(1, 2, 1, 787, 1, 0)  # 393.5 * 2 / 787 is 1 exactly, but 0.99999994 in float32
 def test_mask_resize_gives_the_bits_of_nearest_exact_interpolation(
     count: int, height: int, width: int, new_height: int, new_width: int, seed: int
 ) -> None:
@@ -165,6 +166,23 @@ def test_mask_resize_gives_the_bits_of_nearest_exact_interpolation(
     resized = resize_masks(masks, new_height, new_width)
     expected = torch.nn.functional.interpolate(masks[None], size=(new_height, new_width), mode="nearest-exact")[0]
     assert resized.is_contiguous() and torch.equal(resized, expected)
+
+
+def test_mask_resize_of_strided_float_and_empty_masks() -> None:
+    masks = torch.rand(2, 9, 13)
+    strided = masks.transpose(1, 2)  # (2, 13, 9), not contiguous
+    expected = torch.nn.functional.interpolate(strided[None], size=(20, 7), mode="nearest-exact")[0]
+    assert torch.equal(resize_masks(strided, 20, 7), expected)
+    empty = resize_masks(torch.zeros((0, 5, 6), dtype=torch.uint8), 10, 12)
+    assert empty.shape == (0, 10, 12) and empty.dtype == torch.uint8
+
+
+def test_flip_of_a_channels_last_image_is_contiguous() -> None:
+    image = torch.arange(2 * 3 * 4 * 5, dtype=torch.uint8).view(2, 3, 4, 5)[0]
+    channels_last = image.permute(1, 2, 0).contiguous().permute(2, 0, 1)  # (3, H, W) with channels-last strides
+    sample = Sample(image=channels_last, image_id=1, file_name="image.jpg", original_size=(4, 5))
+    flipped = hflip_sample(sample).image
+    assert flipped.is_contiguous() and torch.equal(flipped, image.flip(-1))
 
 
 def test_flip_twice_is_identity_and_mirrors_boxes() -> None:

@@ -127,7 +127,8 @@ def test_the_encoding_falls_back_to_a_fresh_tensor_when_the_dtypes_differ():
     points, fine = torch.rand(2, 9, 2), torch.randn(2, 16, 9, dtype=torch.float64)
     parts = head.input_parts(fine, points, Workspace())
     assert [part.dtype for part in parts] == [torch.float64] * 3
-    torch.testing.assert_close(torch.cat(parts[:2], dim=1), head.encode_positions(points).double())
+    # float32 broadcast products against encode_positions' matrix product: equal up to rounding
+    torch.testing.assert_close(torch.cat(parts[:2], dim=1), head.encode_positions(points).double(), rtol=1e-6, atol=1e-5)
 
 
 def test_cpu_chunks_of_rois_give_the_same_masks_as_all_rois_at_once(monkeypatch):
@@ -138,11 +139,20 @@ def test_cpu_chunks_of_rois_give_the_same_masks_as_all_rois_at_once(monkeypatch)
     corners = torch.rand(7, 2) * torch.tensor([80.0, 60.0])
     boxes = torch.cat([corners, corners + 8 + torch.rand(7, 2) * 40], dim=1)
     image_boxes, image_classes = [boxes[:4], boxes[4:]], [torch.tensor([0, 2, 1, 2]), torch.tensor([1, 1, 0])]
+    chunk_sizes = []
+    subdivide_rois = ImplicitPointRendMaskHead.subdivide_rois
+
+    def counted(self, features, boxes, *args):
+        chunk_sizes.append(boxes.shape[0])
+        return subdivide_rois(self, features, boxes, *args)
+
+    monkeypatch.setattr(ImplicitPointRendMaskHead, "subdivide_rois", counted)
     monkeypatch.setattr(implicit_pointrend, "CPU_SUBDIVISION_CHUNK", 3)  # 7 RoIs: chunks of 3, 3 and 1 across images
     with torch.inference_mode():
         chunked = head.predict(features, image_boxes, image_classes)
         monkeypatch.setattr(implicit_pointrend, "CPU_SUBDIVISION_CHUNK", 100)
         whole = head.predict(features, image_boxes, image_classes)
+    assert chunk_sizes == [3, 3, 1, 7]
     assert [m.shape for m in chunked] == [(4, 224, 224), (3, 224, 224)]
     assert all(torch.equal(a, b) for a, b in zip(chunked, whole))
 

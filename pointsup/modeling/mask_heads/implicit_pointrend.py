@@ -42,21 +42,19 @@ if TYPE_CHECKING:
 
 #: Random Fourier features per coordinate pair (each gives a sine and a cosine channel).
 NUM_FOURIER_FEATURES = 128
-#: RoIs subdivided at a time by fast inference on the CPU. Their activations (about 8 MB per
-#: tensor) then stay below glibc's threshold for returning memory to the system, so that each
-#: subdivision step re-uses memory instead of paying page faults for fresh pages, which cost as
-#: much as the bias additions (docs/results_speed.md, Implicit PointRend inference).
+#: RoIs subdivided at a time by fast inference on the CPU: small activations whose memory glibc
+#: re-uses from step to step instead of mapping fresh pages (the size was tuned; the measurements
+#: are in docs/results_speed.md, Implicit PointRend inference).
 CPU_SUBDIVISION_CHUNK = 10
 
 
 class Workspace:
     """Scratch tensors reused across the point head's evaluations of one inference call.
 
-    Subdivision evaluates the point MLP once per step on (R, 256, P) activations, about 8 MB
-    each for a CPU chunk of 10 RoIs (:data:`CPU_SUBDIVISION_CHUNK`), 80 MB for 100 RoIs at once;
-    allocating them afresh every time costs page faults that, on CPU, take as long as the bias
-    additions. A buffer is kept per name and re-allocated only when a
-    larger one, or another dtype or device, is asked for.
+    Subdivision evaluates the point MLP once per step on (R, 256, P) activations; allocating them
+    afresh every time costs page faults on the CPU (docs/design.md, inference speed). A buffer is
+    kept per name and re-allocated only when a larger one, or another dtype or device, is asked
+    for.
     """
 
     def __init__(self) -> None:
@@ -91,7 +89,7 @@ class ImplicitPointHead(nn.Module):
         self.num_classes = num_classes
         self.positional_encoding = positional_encoding
         self.register_buffer("positional_encoding_gaussian_matrix", torch.randn(2, NUM_FOURIER_FEATURES))
-        in_channels = feature_channels + (2 * NUM_FOURIER_FEATURES if positional_encoding else 0)
+        in_channels = sum(self.input_part_widths())
         if in_channels == 0:
             raise ValueError("the point head needs image features, a positional encoding, or both")
         widths = [in_channels] + [hidden_dim] * num_hidden + [num_classes]
@@ -115,6 +113,12 @@ class ImplicitPointHead(nn.Module):
             weights.append(torch.randn(out_dim * in_dim, generator=generator) * std)
         return torch.cat(weights + [torch.zeros(sum(self.num_bias_params))])
 
+    def input_part_widths(self) -> list[int]:
+        """Channels of each part of :meth:`input_parts`, in order: the encoding's sine and cosine
+        halves, then the features (each only when used). Their sum is the MLP's input width."""
+        widths = [NUM_FOURIER_FEATURES, NUM_FOURIER_FEATURES] if self.positional_encoding else []
+        return widths + ([self.feature_channels] if self.feature_channels else [])
+
     @property
     def last_layer_inputs(self) -> int:
         return self.layer_shapes[-1][1]
@@ -126,14 +130,14 @@ class ImplicitPointHead(nn.Module):
         projected = 2 * math.pi * ((2 * points - 1) @ gaussian)
         return torch.cat([torch.sin(projected), torch.cos(projected)], dim=2).permute(0, 2, 1)
 
-    def encoding_halves(self, points: Tensor, workspace: Workspace | None = None) -> list[Tensor]:
+    def encoding_halves(self, points: Tensor, workspace: Workspace | None = None) -> tuple[Tensor, Tensor]:
         """:meth:`encode_positions`' values, up to rounding, as its sine and cosine halves.
 
         Each half is the (R, 128, P) transposed view of a contiguous (R, P, 128) tensor: the
-        layout in which ``sin`` and ``cos`` run vectorised (several times faster than into the
-        interleaved (R, P, 256) rows) and which batched products read without a copy. The
-        projection ``l G`` is two broadcast products rather than a matrix product with an inner
-        dimension of 2, which is slow.
+        layout in which ``sin`` and ``cos`` run fastest (rather than into strided halves of
+        (R, P, 256) rows) and which batched products read without a copy. The projection ``l G``
+        is two broadcast products rather than a matrix product with an inner dimension of 2,
+        which is slow (docs/design.md, inference speed).
 
         ``workspace``: where to write both halves (no allocation across subdivision steps); the
         same bits as without one.
@@ -151,13 +155,13 @@ class ImplicitPointHead(nn.Module):
             cosines.addcmul_(v, gaussian[1]).mul_(2 * math.pi)
             torch.sin(cosines, out=sines)
             cosines.cos_()
-        return [sines.transpose(1, 2), cosines.transpose(1, 2)]
+        return sines.transpose(1, 2), cosines.transpose(1, 2)
 
     def input_parts(self, fine_features: Tensor, points: Tensor, workspace: Workspace | None = None) -> list[Tensor]:
         """The MLP input's parts in order, for :meth:`run_layers_fused`: the encoding's (R, 128, P)
         sine and cosine halves (:meth:`encoding_halves`) and/or the (R, C_f, P) features (the
         encoding written into ``workspace`` when one is given and the dtypes agree)."""
-        parts = []
+        parts: list[Tensor] = []
         if self.positional_encoding:
             if workspace is not None and points.dtype == fine_features.dtype:
                 parts += self.encoding_halves(points, workspace)
@@ -220,8 +224,7 @@ class ImplicitPointHead(nn.Module):
             workspace: where the hidden layers' (R, out_l, P) activations are written, in two
                 buffers used in turn; None allocates them (as an ONNX trace, autograd and
                 autocast need: ``out=`` and in-place products support none of them). On CPU,
-                fresh buffers of this size cost about as much as the products' bias additions,
-                in page faults.
+                fresh buffers cost page faults (docs/design.md, inference speed).
         """
         first, rest = weights[: len(parts)], weights[len(parts) :]
         num_rois, num_points = parts[0].shape[0], parts[0].shape[2]
@@ -245,9 +248,7 @@ class ImplicitPointHead(nn.Module):
         """``weights`` with the first layer replaced by its column blocks matching
         :meth:`input_parts` (for :meth:`run_layers_fused`); views, which batched products read
         as fast as copies."""
-        widths = [NUM_FOURIER_FEATURES, NUM_FOURIER_FEATURES] if self.positional_encoding else []
-        widths += [self.feature_channels] if self.feature_channels else []
-        return list(torch.split(weights[0], widths, dim=2)) + weights[1:]
+        return list(torch.split(weights[0], self.input_part_widths(), dim=2)) + weights[1:]
 
     def forward(self, fine_features: Tensor, points: Tensor, parameters: Tensor) -> Tensor:
         """(R, C_f, P) features, (R, P, 2) points and (R, num_params) parameters → (R, C, P) logits."""
@@ -428,9 +429,16 @@ class ImplicitPointRendMaskHead(SubdivisionMaskHead):
         biases: list[Tensor],
         workspace: Workspace | None,
     ) -> Tensor:
-        """(R, 1, S, S) logits of RoIs whose point-head parameters are given (see
-        :meth:`predict_logits`; ``weights`` split for :meth:`ImplicitPointHead.run_layers_fused`
-        on the fast path)."""
+        """(R, 1, S, S) logits of RoIs whose point-head parameters are given.
+
+        Args:
+            features: the FPN maps, p2 in channels-last layout (see :meth:`predict_logits`).
+            boxes: (R, 4) xyxy boxes; image_index and classes: (R,).
+            weights: (R, out_l, in_l) per layer, the first layer split into its (R, out_0, C_k)
+                column blocks on the fast path (:meth:`ImplicitPointHead.split_first_layer`).
+            biases: (R, out_l, 1) per layer.
+            workspace: buffers for the fast path's activations, or None.
+        """
         head = self.point_head
 
         def point_logits(points: Tensor) -> Tensor:
