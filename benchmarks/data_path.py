@@ -658,11 +658,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    threads_before = torch.get_num_threads()
     torch.set_num_threads(1)
-    with tempfile.TemporaryDirectory() as scratch_name:
-        setup = build_setup(args, Path(scratch_name))
-        check = compare_with_pointsup(setup)
-        times = measure(setup, args.repeats, args.seed)
+    try:
+        with tempfile.TemporaryDirectory() as scratch_name:
+            setup = build_setup(args, Path(scratch_name))
+            check = compare_with_pointsup(setup)
+            times = measure(setup, args.repeats, args.seed)
+    finally:  # a caller in the same process (the tests) keeps its threads
+        torch.set_num_threads(threads_before)
     rows = result_rows(setup, times)
     summary = {
         "dataset": args.coco or f"{DEFAULT_JSON}:{DEFAULT_IMAGES}",
@@ -671,7 +675,7 @@ def main(argv: list[str] | None = None) -> int:
         "min_size": args.min_size,
         "max_size": args.max_size,
         "repeats": args.repeats,
-        "threads": torch.get_num_threads(),
+        "threads": 1,
         "rows": rows,
         "like_for_like": check,
         "notes": setup.notes,

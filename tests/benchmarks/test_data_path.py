@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from benchmarks import data_path
@@ -123,3 +124,17 @@ def test_without_opencv_its_rows_are_skipped_with_a_hint(
     assert summary["images"] == 2
     assert not any("opencv" in row["name"] or "reference" in row["name"] for row in summary["rows"])
     assert data_path.OPENCV_HINT in printed and summary["notes"]
+
+
+def test_the_callers_thread_count_is_restored(tiny_coco: str, capsys: pytest.CaptureFixture[str]) -> None:
+    """The benchmark times one thread but hands the process back as it found it: a test that
+    trains after it in the same process (the killed-and-resumed run compared with a subprocess's)
+    would otherwise run on one thread and round differently."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        summary, _ = run_summary(["--coco", tiny_coco, "--repeats", "1", "--images", "1", *SIZE_ARGS], capsys)
+        assert summary["threads"] == 1
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
