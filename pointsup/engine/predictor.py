@@ -38,6 +38,7 @@ from pointsup.errors import PointsupError
 from pointsup.modeling.detector import Detector
 from pointsup.modeling.postprocess import masks_to_rles, paste_masks
 from pointsup.structures.instances import Detections, Sample
+from pointsup.utils.heap import keep_freed_memory_in_heap
 
 #: What :class:`Predictor` accepts as an image: a file path, a PIL image or an (H, W, 3) uint8 RGB array.
 ImageInput = str | os.PathLike | Image.Image | np.ndarray
@@ -86,6 +87,8 @@ def load_trained_model(weights: str | Path, device: str = "auto", config: Config
     model = model_for_checkpoint(config, int(extra["num_classes"]))
     load_model_state(model, payload["model"], strict=True, path=path)
     target = resolve_device(device)
+    if target.type == "cpu":
+        keep_freed_memory_in_heap()  # no page faults on each image's fresh large tensors
     names = list(extra.get("category_names") or [str(k) for k in range(int(extra["num_classes"]))])
     ids = list(extra.get("label_to_category_id") or range(1, len(names) + 1))
     return TrainedModel(model.to(target).eval(), config, names, ids, target)

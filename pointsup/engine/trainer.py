@@ -43,6 +43,7 @@ from pointsup.engine.solver import WarmupMultiStepLR, build_optimizer, clip_grad
 from pointsup.errors import PointsupError
 from pointsup.modeling.detector import total_loss
 from pointsup.utils.atomic import write_json_atomic
+from pointsup.utils.heap import keep_freed_memory_in_heap
 from pointsup.utils.progress import progress_enabled
 
 log = logging.getLogger(__name__)
@@ -164,6 +165,7 @@ class Trainer:
             model = model_for_checkpoint(config, self.num_classes)
         self.model = model.to(self.device)
         if self.device.type == "cpu":
+            keep_freed_memory_in_heap()  # no page faults on each iteration's fresh large tensors
             # Channels-last backbone weights make its convolutions (and the FPN's) run channels-last,
             # faster to train on a CPU (the R50-FPN's figures: docs/results_speed.md). Evaluation during
             # training runs channels-last too, so its AP may differ from `pointsup eval`'s in float

@@ -1,0 +1,121 @@
+"""Training speed and memory with glibc's heap kept (pointsup's CPU default) against glibc's defaults.
+
+Usage: python benchmarks/heap_reuse.py [--pairs 3] [--json FILE] -- TRAIN_THROUGHPUT_ARGS...
+
+Runs ``benchmarks/train_throughput.py`` with the arguments after ``--`` (precision fp32) as
+whole processes, in pairs: glibc's defaults (``POINTSUP_GLIBC_HEAP_DEFAULTS=1``) then pointsup's
+setting (:mod:`pointsup.utils.heap`), ``--pairs`` times, so a drift of the machine's speed
+affects both alike. Prints, per process: the median seconds per timed iteration (from
+train_throughput), the process's system CPU seconds, minor page faults and peak resident set;
+then the medians and the speed-up of the paired per-iteration times.
+
+Example (the R50-FPN CPU set-up of docs/results_speed.md)::
+
+    python benchmarks/heap_reuse.py --pairs 3 -- --device cpu --precisions fp32 --iterations 3 \\
+        --warmup 1 --batch 2 --workers 0 --coco TRAIN_JSON:IMAGES model.backbone.norm=gn \\
+        model.fpn.norm=gn model.backbone.trainable_layers=5 "data.min_size_train=[480]" \\
+        data.max_size_train=800
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from pointsup.utils.atomic import write_json_atomic  # noqa: E402
+from pointsup.utils.heap import OPT_OUT_VARIABLE  # noqa: E402
+
+THROUGHPUT_SCRIPT = Path(__file__).resolve().parent / "train_throughput.py"
+SETTINGS = {"glibc defaults": {OPT_OUT_VARIABLE: "1"}, "heap kept": {OPT_OUT_VARIABLE: "0"}}
+
+
+def run_once(setting: str, throughput_args: list[str], scratch: Path) -> dict:
+    """One train_throughput process under ``setting``: its timing row and its own resource usage."""
+    rows_file, log_file = scratch / "rows.json", scratch / "stderr.txt"
+    env = {**os.environ, **SETTINGS[setting]}
+    command = [sys.executable, str(THROUGHPUT_SCRIPT), *throughput_args, "--json", str(rows_file)]
+    with open(log_file, "w") as log:
+        process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=log)
+        _, status, usage = os.wait4(process.pid, 0)  # the child's own rusage, unlike RUSAGE_CHILDREN
+        process.returncode = os.waitstatus_to_exitcode(status)
+    if process.returncode != 0:
+        tail = log_file.read_text().strip().splitlines()[-1:] or ["(no output)"]
+        raise SystemExit(f"error: train_throughput.py failed under {setting!r}: {tail[0]}")
+    row = next(r for r in json.loads(rows_file.read_text()) if r["precision"] == "fp32")
+    return {
+        "setting": setting,
+        "s_per_iter": row["median_s_per_iter"],
+        "system_s": usage.ru_stime,
+        "minor_faults": usage.ru_minflt,
+        "peak_rss_mb": usage.ru_maxrss / 1024,  # kilobytes on Linux
+    }
+
+
+def measure(pairs: int, throughput_args: list[str]) -> list[dict]:
+    """``pairs`` x (glibc defaults, heap kept), in turn."""
+    runs = []
+    with tempfile.TemporaryDirectory(prefix="heap_reuse_") as scratch:
+        for pair in range(pairs):
+            for setting in SETTINGS:
+                run = {"pair": pair, **run_once(setting, throughput_args, Path(scratch))}
+                runs.append(run)
+                print(f"pair {pair + 1}/{pairs}, {setting}: {run['s_per_iter']:.3f} s/iter", file=sys.stderr)
+    return runs
+
+
+def table(runs: list[dict]) -> str:
+    header = f"{'setting':<15} {'s/iter (median)':>16} {'system s':>9} {'minor faults':>13} {'peak RSS MB':>12}"
+    lines = [header]
+    for setting in SETTINGS:
+        mine = [r for r in runs if r["setting"] == setting]
+        for run in mine:
+            lines.append(
+                f"{setting:<15} {run['s_per_iter']:>16.3f} {run['system_s']:>9.1f} {run['minor_faults']:>13,} {run['peak_rss_mb']:>12.0f}"
+            )
+    defaults = [r for r in runs if r["setting"] == "glibc defaults"]
+    kept = [r for r in runs if r["setting"] == "heap kept"]
+    speedups = [d["s_per_iter"] / k["s_per_iter"] for d, k in zip(defaults, kept, strict=True)]
+    medians = {
+        key: (statistics.median(r[key] for r in defaults), statistics.median(r[key] for r in kept))
+        for key in kept[0]
+        if key not in ("setting", "pair")
+    }
+    lines.append("")
+    lines.append("medians, glibc defaults -> heap kept:")
+    lines.append(f"  s/iter {medians['s_per_iter'][0]:.3f} -> {medians['s_per_iter'][1]:.3f}")
+    lines.append(f"  system s {medians['system_s'][0]:.1f} -> {medians['system_s'][1]:.1f}")
+    lines.append(f"  minor faults {medians['minor_faults'][0]:,.0f} -> {medians['minor_faults'][1]:,.0f}")
+    lines.append(f"  peak RSS MB {medians['peak_rss_mb'][0]:.0f} -> {medians['peak_rss_mb'][1]:.0f}")
+    lines.append(
+        f"speed-up per pair (defaults / kept): {', '.join(f'{x:.3f}x' for x in speedups)}; median {statistics.median(speedups):.3f}x"
+    )
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> None:
+    argv = sys.argv[1:] if argv is None else argv
+    own, throughput_args = (argv[: argv.index("--")], argv[argv.index("--") + 1 :]) if "--" in argv else (argv, [])
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--pairs", type=int, default=3, help="(defaults, kept) pairs of processes (default 3)")
+    parser.add_argument("--json", type=Path, help="also write every run here")
+    args = parser.parse_args(own)
+    if args.pairs < 1:
+        parser.error("--pairs: at least 1")
+    if not sys.platform.startswith("linux"):
+        parser.error("glibc's heap setting exists on Linux only")
+    runs = measure(args.pairs, [*throughput_args, "--precisions", "fp32"])
+    print(table(runs))
+    if args.json:
+        write_json_atomic(args.json, runs)
+
+
+if __name__ == "__main__":
+    main()
