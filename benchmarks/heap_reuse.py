@@ -71,29 +71,24 @@ def measure(pairs: int, throughput_args: list[str]) -> list[dict]:
     return runs
 
 
+# (key of a run, label, format) of the figures whose medians the table compares
+FIGURES = (("s_per_iter", "s/iter", ".3f"), ("system_s", "system s", ".1f"), ("minor_faults", "minor faults", ",.0f"),
+           ("peak_rss_mb", "peak RSS MB", ".0f"))  # fmt: skip
+
+
 def table(runs: list[dict]) -> str:
     header = f"{'setting':<15} {'s/iter (median)':>16} {'system s':>9} {'minor faults':>13} {'peak RSS MB':>12}"
     lines = [header]
-    for setting in SETTINGS:
-        mine = [r for r in runs if r["setting"] == setting]
-        for run in mine:
-            lines.append(
-                f"{setting:<15} {run['s_per_iter']:>16.3f} {run['system_s']:>9.1f} {run['minor_faults']:>13,} {run['peak_rss_mb']:>12.0f}"
-            )
-    defaults = [r for r in runs if r["setting"] == "glibc defaults"]
-    kept = [r for r in runs if r["setting"] == "heap kept"]
+    for run in sorted(runs, key=lambda r: list(SETTINGS).index(r["setting"])):
+        lines.append(
+            f"{run['setting']:<15} {run['s_per_iter']:>16.3f} {run['system_s']:>9.1f} {run['minor_faults']:>13,} {run['peak_rss_mb']:>12.0f}"
+        )
+    defaults, kept = ([r for r in runs if r["setting"] == setting] for setting in SETTINGS)
+    lines += ["", "medians, glibc defaults -> heap kept:"]
+    for key, label, spec in FIGURES:
+        before, after = statistics.median(r[key] for r in defaults), statistics.median(r[key] for r in kept)
+        lines.append(f"  {label} {before:{spec}} -> {after:{spec}}")
     speedups = [d["s_per_iter"] / k["s_per_iter"] for d, k in zip(defaults, kept, strict=True)]
-    medians = {
-        key: (statistics.median(r[key] for r in defaults), statistics.median(r[key] for r in kept))
-        for key in kept[0]
-        if key not in ("setting", "pair")
-    }
-    lines.append("")
-    lines.append("medians, glibc defaults -> heap kept:")
-    lines.append(f"  s/iter {medians['s_per_iter'][0]:.3f} -> {medians['s_per_iter'][1]:.3f}")
-    lines.append(f"  system s {medians['system_s'][0]:.1f} -> {medians['system_s'][1]:.1f}")
-    lines.append(f"  minor faults {medians['minor_faults'][0]:,.0f} -> {medians['minor_faults'][1]:,.0f}")
-    lines.append(f"  peak RSS MB {medians['peak_rss_mb'][0]:.0f} -> {medians['peak_rss_mb'][1]:.0f}")
     lines.append(
         f"speed-up per pair (defaults / kept): {', '.join(f'{x:.3f}x' for x in speedups)}; median {statistics.median(speedups):.3f}x"
     )

@@ -17,6 +17,7 @@ import ctypes.util
 import logging
 import os
 import sys
+from collections.abc import Mapping
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +38,7 @@ OPT_OUT_VARIABLE = "POINTSUP_GLIBC_HEAP_DEFAULTS"
 _applied = False
 
 
-def _user_tuned_allocator(environ: dict[str, str]) -> bool:
+def _user_tuned_allocator(environ: Mapping[str, str]) -> bool:
     if environ.get(OPT_OUT_VARIABLE, "0") not in ("", "0"):
         return True
     if any(name in environ for name in ALLOCATOR_ENVIRONMENT):
@@ -57,7 +58,7 @@ def keep_freed_memory_in_heap() -> bool:
     global _applied
     if _applied:
         return True
-    if not sys.platform.startswith("linux") or _user_tuned_allocator(dict(os.environ)):
+    if not sys.platform.startswith("linux") or _user_tuned_allocator(os.environ):
         return False
     try:
         libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from pointsup.utils.heap import OPT_OUT_VARIABLE
+from pointsup.utils.heap import ALLOCATOR_ENVIRONMENT, OPT_OUT_VARIABLE
 
 SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "head_speed.py"
 SMOKE = ["--classes", "3", "--channels", "16", "--conv-dim", "16", "--fc-dim", "64", "--point-fc-dim", "16",
@@ -21,7 +21,7 @@ SMOKE = ["--classes", "3", "--channels", "16", "--conv-dim", "16", "--fc-dim", "
 
 def run_head_speed(opt_out: str) -> dict:
     env = {**os.environ, OPT_OUT_VARIABLE: opt_out}
-    for name in ("LD_PRELOAD", "GLIBC_TUNABLES"):
+    for name in (*ALLOCATOR_ENVIRONMENT, "LD_PRELOAD", "GLIBC_TUNABLES"):  # nothing that overrides the setting
         env.pop(name, None)
     done = subprocess.run([sys.executable, str(SCRIPT), *SMOKE], env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
