@@ -21,9 +21,9 @@ at every subdivision step, every parameter predicted). Reported:
   pixels whose binary mask (probability > 0.5) differs. Float rounding (~1e-7) is expected from
   the different matmul shapes; more than a negligible number of differing pixels is flagged.
 
-On CUDA, TF32 is turned off so that both paths compute in float32. On the CPU the C heap keeps freed
-memory, as ``pointsup predict`` does (:mod:`pointsup.utils.heap`); ``POINTSUP_GLIBC_HEAP_DEFAULTS=1``
-measures with glibc's defaults instead.
+On CUDA, TF32 is turned off so that both paths compute in float32. On the CPU the C heap is glibc's
+default, as in ``pointsup predict``; ``POINTSUP_GLIBC_HEAP_DEFAULTS=0`` keeps freed memory in it
+(:mod:`pointsup.utils.heap`), as both can.
 
 Heads are randomly initialised as at the start of training (seeded), so the masks are those of an
 untrained head; the table states how many probabilities lie within 0.01 of 0.5, which is where a
@@ -57,7 +57,7 @@ from pointsup.modeling.backbone import FEATURE_NAMES, FEATURE_STRIDES  # noqa: E
 from pointsup.modeling.mask_heads import mask_head_class  # noqa: E402
 from pointsup.modeling.mask_heads.base import RoIMaskHead  # noqa: E402
 from pointsup.modeling.mask_heads.config import MaskHeadConfig  # noqa: E402
-from pointsup.utils.heap import OPT_OUT_VARIABLE, keep_freed_memory_in_heap  # noqa: E402
+from pointsup.utils.heap import HEAP_SETTING_VARIABLE, keep_freed_memory_in_heap  # noqa: E402
 
 #: Implicit PointRend (fast) may take at most this multiple of the Mask R-CNN head's time on CPU.
 TARGET_RATIO = 2.0
@@ -266,7 +266,7 @@ def main(argv: list[str] | None = None) -> int:
 
     where = f"{device.type}" + (f" ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else
                                 f", {torch.get_num_threads()} threads, "
-                                f"{'heap kept' if heap_kept else 'glibc heap defaults (' + OPT_OUT_VARIABLE + ')'}")
+                                f"{'heap kept' if heap_kept else 'glibc heap defaults (' + HEAP_SETTING_VARIABLE + ')'}")
     print(f"\nmask head inference, {where}: {args.detections} detections on a {height}x{width} image, "
           f"{args.classes} classes, {args.channels} channels; median of {args.repeats} after {args.warmup} warmup")
     memory_label = "peak MB" if device.type == "cuda" else "RSS rise MB"

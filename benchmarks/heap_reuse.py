@@ -1,10 +1,10 @@
-"""Training speed and memory with glibc's heap kept (pointsup's CPU default) against glibc's defaults.
+"""Training speed and memory with glibc's heap kept (``POINTSUP_GLIBC_HEAP_DEFAULTS=0``) against glibc's defaults.
 
 Usage: python benchmarks/heap_reuse.py [--pairs 3] [--json FILE] -- TRAIN_THROUGHPUT_ARGS...
 
 Runs ``benchmarks/train_throughput.py`` with the arguments after ``--`` (precision fp32) as
-whole processes, in pairs: glibc's defaults (``POINTSUP_GLIBC_HEAP_DEFAULTS=1``) then pointsup's
-setting (:mod:`pointsup.utils.heap`), ``--pairs`` times, so a drift of the machine's speed
+whole processes, in pairs: glibc's defaults (``POINTSUP_GLIBC_HEAP_DEFAULTS=1``, pointsup's
+default) then the kept heap (``=0``, :mod:`pointsup.utils.heap`), ``--pairs`` times, so a drift of the machine's speed
 affects both alike. Prints, per process: the median seconds per timed iteration (from
 train_throughput), the process's system CPU seconds, minor page faults and peak resident set;
 then the medians and the speed-up of the paired per-iteration times.
@@ -31,10 +31,10 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from pointsup.utils.atomic import write_json_atomic  # noqa: E402
-from pointsup.utils.heap import OPT_OUT_VARIABLE  # noqa: E402
+from pointsup.utils.heap import HEAP_SETTING_VARIABLE  # noqa: E402
 
 THROUGHPUT_SCRIPT = Path(__file__).resolve().parent / "train_throughput.py"
-SETTINGS = {"glibc defaults": {OPT_OUT_VARIABLE: "1"}, "heap kept": {OPT_OUT_VARIABLE: "0"}}
+SETTINGS = {"glibc defaults": {HEAP_SETTING_VARIABLE: "1"}, "heap kept": {HEAP_SETTING_VARIABLE: "0"}}
 
 
 def run_once(setting: str, throughput_args: list[str], scratch: Path) -> dict:

@@ -88,7 +88,7 @@ def load_trained_model(weights: str | Path, device: str = "auto", config: Config
     load_model_state(model, payload["model"], strict=True, path=path)
     target = resolve_device(device)
     if target.type == "cpu":
-        keep_freed_memory_in_heap()  # no page faults on each image's fresh large tensors
+        keep_freed_memory_in_heap()  # when POINTSUP_GLIBC_HEAP_DEFAULTS=0: fewer page faults per image
     names = list(extra.get("category_names") or [str(k) for k in range(int(extra["num_classes"]))])
     ids = list(extra.get("label_to_category_id") or range(1, len(names) + 1))
     return TrainedModel(model.to(target).eval(), config, names, ids, target)

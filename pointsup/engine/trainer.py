@@ -165,7 +165,7 @@ class Trainer:
             model = model_for_checkpoint(config, self.num_classes)
         self.model = model.to(self.device)
         if self.device.type == "cpu":
-            keep_freed_memory_in_heap()  # no page faults on each iteration's fresh large tensors
+            keep_freed_memory_in_heap()  # when POINTSUP_GLIBC_HEAP_DEFAULTS=0: fewer page faults per iteration
             # Channels-last backbone weights make its convolutions (and the FPN's) run channels-last,
             # faster to train on a CPU (the R50-FPN's figures: docs/results_speed.md). Evaluation during
             # training runs channels-last too, so its AP may differ from `pointsup eval`'s in float

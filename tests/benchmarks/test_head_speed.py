@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from pointsup.utils.heap import ALLOCATOR_ENVIRONMENT, OPT_OUT_VARIABLE
+from pointsup.utils.heap import ALLOCATOR_ENVIRONMENT, HEAP_SETTING_VARIABLE
 
 SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "head_speed.py"
 SMOKE = ["--classes", "3", "--channels", "16", "--conv-dim", "16", "--fc-dim", "64", "--point-fc-dim", "16",
@@ -19,8 +19,8 @@ SMOKE = ["--classes", "3", "--channels", "16", "--conv-dim", "16", "--fc-dim", "
          "--threads", "1"]  # fmt: skip
 
 
-def run_head_speed(opt_out: str) -> dict:
-    env = {**os.environ, OPT_OUT_VARIABLE: opt_out}
+def run_head_speed(setting: str) -> dict:
+    env = {**os.environ, HEAP_SETTING_VARIABLE: setting}
     for name in (*ALLOCATOR_ENVIRONMENT, "LD_PRELOAD", "GLIBC_TUNABLES"):  # nothing that overrides the setting
         env.pop(name, None)
     done = subprocess.run([sys.executable, str(SCRIPT), *SMOKE], env=env, capture_output=True, text=True, timeout=300)

@@ -32,7 +32,7 @@ def test_each_setting_reaches_its_child_and_the_table_pairs_them(tmp_path: Path,
     child = tmp_path / "child.py"
     child.write_text(_CHILD)
     monkeypatch.setattr(heap_reuse, "THROUGHPUT_SCRIPT", child)
-    monkeypatch.delenv(heap_reuse.OPT_OUT_VARIABLE, raising=False)
+    monkeypatch.delenv(heap_reuse.HEAP_SETTING_VARIABLE, raising=False)
     runs = heap_reuse.measure(2, [])
     assert [(r["pair"], r["setting"]) for r in runs] == [
         (0, "glibc defaults"),
