@@ -7,10 +7,10 @@ R50-FPN at 480-800 px allocates hundreds of such tensors (feature maps, their gr
 faults cost it system time. Raising the mmap and trim thresholds keeps that memory in the heap for
 the next iteration, for a higher resident peak (figures: docs/results_speed.md, "glibc heap").
 
-It is opt-in (``POINTSUP_GLIBC_HEAP_DEFAULTS=0``): over a long run the kept heap fragments and
-the resident set keeps growing (the R50-FPN's grew from 3.5 to 7.4 GB over 46 iterations, against
-4.0-4.7 GB with glibc's defaults after 12-22 iterations), which a long training run cannot
-afford by default.
+It is opt-in (``POINTSUP_GLIBC_HEAP_DEFAULTS=0``): the kept heap fragments, and over a run its
+resident set rises higher and faster than with glibc's defaults (the R50-FPN's: 6.4 against 5.2
+GB by iteration 30, 7.4 GB before iteration 46), which a long training run cannot afford by
+default.
 
 The setting is process-wide and only changes where memory comes from, never a computed value.
 """
