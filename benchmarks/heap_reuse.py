@@ -4,8 +4,8 @@ Usage: python benchmarks/heap_reuse.py [--pairs 3] [--json FILE] -- TRAIN_THROUG
 
 Runs ``benchmarks/train_throughput.py`` with the arguments after ``--`` (precision fp32) as
 whole processes, in pairs: glibc's defaults (``POINTSUP_GLIBC_HEAP_DEFAULTS=1``, pointsup's
-default) then the kept heap (``=0``, :mod:`pointsup.utils.heap`), ``--pairs`` times, so a drift of the machine's speed
-affects both alike. Prints, per process: the median seconds per timed iteration (from
+default) then the kept heap (``=0``, :mod:`pointsup.utils.heap`), ``--pairs`` times, so a drift
+of the machine's speed affects both alike. Prints, per process: the median seconds per timed iteration (from
 train_throughput), the process's system CPU seconds, minor page faults and peak resident set;
 then the medians and the speed-up of the paired per-iteration times.
 

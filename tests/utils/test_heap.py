@@ -13,11 +13,12 @@ from pointsup.utils import heap
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's mallopt")
 
-# Allocates and frees a 64 MiB tensor 40 times, printing whether the setting was applied and the
-# page faults of the last 10 allocations. A child process, so the test process keeps its allocator.
+# Allocates and frees a 64 MiB tensor 40 times, printing whether the setting (asked for through the
+# environment) was applied and the page faults of the last 10 allocations. A child process, so the
+# test process keeps its allocator.
 _FAULTS_SCRIPT = textwrap.dedent(
     """
-    import resource, sys
+    import resource
     import torch
     from pointsup.utils.heap import keep_freed_memory_in_heap
 
