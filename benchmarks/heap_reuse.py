@@ -23,13 +23,13 @@ import argparse
 import json
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from benchmarks._child import last_log_line, run_child  # noqa: E402
 from pointsup.utils.atomic import write_json_atomic  # noqa: E402
 from pointsup.utils.heap import HEAP_SETTING_VARIABLE  # noqa: E402
 
@@ -42,20 +42,16 @@ def run_once(setting: str, throughput_args: list[str], scratch: Path) -> dict:
     rows_file, log_file = scratch / "rows.json", scratch / "stderr.txt"
     env = {**os.environ, **SETTINGS[setting]}
     command = [sys.executable, str(THROUGHPUT_SCRIPT), *throughput_args, "--json", str(rows_file)]
-    with open(log_file, "w") as log:
-        process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=log)
-        _, status, usage = os.wait4(process.pid, 0)  # the child's own rusage, unlike RUSAGE_CHILDREN
-        process.returncode = os.waitstatus_to_exitcode(status)
-    if process.returncode != 0:
-        tail = log_file.read_text().strip().splitlines()[-1:] or ["(no output)"]
-        raise SystemExit(f"error: train_throughput.py failed under {setting!r}: {tail[0]}")
+    child = run_child(command, env, log_file, log_stdout=False)
+    if child.exit_code != 0:
+        raise SystemExit(f"error: train_throughput.py failed under {setting!r}: {last_log_line(log_file)}")
     row = next(r for r in json.loads(rows_file.read_text()) if r["precision"] == "fp32")
     return {
         "setting": setting,
         "s_per_iter": row["median_s_per_iter"],
-        "system_s": usage.ru_stime,
-        "minor_faults": usage.ru_minflt,
-        "peak_rss_mb": usage.ru_maxrss / 1024,  # kilobytes on Linux
+        "system_s": child.usage.ru_stime,
+        "minor_faults": child.usage.ru_minflt,
+        "peak_rss_mb": child.peak_rss_mb,
     }
 
 

@@ -36,7 +36,6 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -45,6 +44,7 @@ from typing import NoReturn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from benchmarks._child import last_log_line, run_child  # noqa: E402
 from pointsup.points.format import PointFormatError, read_coco_json  # noqa: E402
 from pointsup.points.simulate import SimulationConfig, simulate  # noqa: E402
 from pointsup.utils.atomic import write_json_atomic  # noqa: E402
@@ -120,20 +120,15 @@ def run_process(args: argparse.Namespace, system: str, iterations: int, data: tu
     output = scratch / f"{system}-{iterations}-{time.monotonic_ns()}"
     log_file = output.with_suffix(".log")
     env = {**os.environ, **SYSTEM_ENVIRONMENTS[system]}
-    with open(log_file, "w") as log:
-        started = time.perf_counter()
-        process = subprocess.Popen(command(args, system, iterations, data, output), env=env, stdout=log, stderr=subprocess.STDOUT)
-        _, status, usage = os.wait4(process.pid, 0)  # the child's own rusage, unlike RUSAGE_CHILDREN
-        wall = time.perf_counter() - started
-    if os.waitstatus_to_exitcode(status) != 0:
-        tail = log_file.read_text(errors="replace").strip().splitlines()[-1:] or ["(no output)"]
-        fail(f"{system} ({iterations} iterations) failed, log {log_file}: {tail[0]}")
+    child = run_child(command(args, system, iterations, data, output), env, log_file, log_stdout=True)
+    if child.exit_code != 0:
+        fail(f"{system} ({iterations} iterations) failed, log {log_file}: {last_log_line(log_file)}")
     return {
         "system": system,
         "iterations": iterations,
-        "wall_s": wall,
-        "system_s": usage.ru_stime,
-        "peak_rss_mb": usage.ru_maxrss / 1024,
+        "wall_s": child.wall_s,
+        "system_s": child.usage.ru_stime,
+        "peak_rss_mb": child.peak_rss_mb,
     }
 
 
